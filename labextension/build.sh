@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the JupyterLab extension into notebook_predictor_labextension/ (or
+# into the folder given as $1) from a clean `npm ci` of package-lock.json.
+# node_modules (~450 MB), the npm download cache and the Python build tools
+# live outside the repository, under $NOTEBOOK_PREDICTOR_CACHE
+# (default ~/.cache/notebook-predictor), keyed by the lockfile hash.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="$(realpath -m "${1:-$here/notebook_predictor_labextension}")"
+cache="${NOTEBOOK_PREDICTOR_CACHE:-$HOME/.cache/notebook-predictor}"
+venv="$cache/devtools-venv"
+mkdir -p "$cache"
+
+if [ ! -x "$venv/bin/jupyter-builder" ]; then
+  echo "build.sh: creating build tools venv in $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet jupyterlab==4.6.6 jupyter-builder==1.3.0
+fi
+
+key="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -c1-16)"
+work="$cache/labextension-$key"
+exec 9>"$work.lock"
+flock 9
+
+if [ ! -f "$work/node_modules/.npm-ci-done" ]; then
+  echo "build.sh: npm ci into $work" >&2
+  rm -rf "$work"
+  mkdir -p "$work"
+  cp "$here/package.json" "$here/package-lock.json" "$work/"
+  (cd "$work" && npm ci --cache "$cache/npm-cache" --prefer-offline \
+    --ignore-scripts --no-audit --no-fund --loglevel=error)
+  touch "$work/node_modules/.npm-ci-done"
+fi
+
+# Sources are copied fresh each time so stale outputs can never leak in.
+rm -rf "$work/src" "$work/lib" "$work/notebook_predictor_labextension"
+cp -r "$here/src" "$here/tsconfig.json" "$here/package.json" "$work/"
+cd "$work"
+node_modules/.bin/tsc
+"$venv/bin/jupyter-builder" build \
+  --core-package-file node_modules/@jupyterlab/core-meta/core.package.json . >/dev/null
+
+rm -rf "$out"
+mkdir -p "$(dirname "$out")"
+cp -r "$work/notebook_predictor_labextension" "$out"
+echo "build.sh: built $out" >&2

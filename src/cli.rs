@@ -1,0 +1,419 @@
+//! Command-line interface: the subcommands and their arguments, and what each one runs.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use notebook_predictor::model::ModelConfig;
+use notebook_predictor::notebook::Notebook;
+use notebook_predictor::predictor::sampling::Sampling;
+use notebook_predictor::predictor::{Predictor, Quiet};
+use notebook_predictor::sequence::TextLimits;
+use notebook_predictor::{eval, render, tokenizer, train};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "notebook-predictor",
+    version,
+    about = "A Jupyter kernel that predicts what running a cell would print"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model (tokenizer and GRU) on notebooks with saved outputs
+    Train(TrainArgs),
+    /// Write a copy of a notebook whose code-cell outputs are the model's predictions
+    Predict(PredictArgs),
+    /// Write a brand-new notebook sampled from the model
+    Generate(GenerateArgs),
+    /// Measure predictions against notebooks' saved outputs, beside the "no output" baseline
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelArg {
+    /// Model folder (default: $NOTEBOOK_PREDICTOR_MODEL, else the installed default model)
+    #[arg(long, short)]
+    pub model: Option<PathBuf>,
+    /// Run on the CPU even when CUDA is present
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+impl ModelArg {
+    fn device(&self) -> tch::Device {
+        if self.cpu {
+            tch::Device::Cpu
+        } else {
+            notebook_predictor::default_device()
+        }
+    }
+
+    fn load(&self) -> Result<Predictor> {
+        let dir = notebook_predictor::resolve_model(self.model.as_deref());
+        Predictor::load(&dir, self.device())
+            .with_context(|| format!("loading the model from {}", dir.display()))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The notebook to predict
+    pub notebook: PathBuf,
+    /// Where to write the predicted notebook (default: NAME.predicted.ipynb beside it)
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Most tokens generated for one cell's outputs
+    #[arg(long, default_value_t = 256)]
+    pub max_output_tokens: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Where to write the new notebook
+    #[arg(long, short, default_value = "generated.ipynb")]
+    pub output: PathBuf,
+    /// Number of code cells
+    #[arg(long, default_value_t = 8)]
+    pub cells: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sampling temperature (0 = greedy)
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Sample only among the k most likely tokens (0 = all)
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Sample only among the tokens that make up this much probability
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f64,
+    #[command(flatten)]
+    pub model: ModelArg,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Notebooks or folders with saved outputs
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Write the full report as JSON here
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Most tokens generated for one cell's outputs
+    #[arg(long, default_value_t = 256)]
+    pub max_output_tokens: usize,
+    /// Most tokens generated for a predicted next cell
+    #[arg(long, default_value_t = 160)]
+    pub max_cell_tokens: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Notebooks or folders (searched recursively for *.ipynb)
+    #[arg(required_unless_present = "resume")]
+    pub paths: Vec<PathBuf>,
+    /// Checkpoint folder to write
+    #[arg(long, short, default_value = "model")]
+    pub out: PathBuf,
+    /// Fine-tune this model (keeps its tokenizer and sizes)
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Continue the run saved in --out
+    #[arg(long)]
+    pub resume: bool,
+    /// Number of passes over the data
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Stop (and save) after this much time, e.g. 30m, 2h, 90s
+    #[arg(long, value_parser = parse_duration)]
+    pub time_budget: Option<Duration>,
+    /// Validation notebooks or folders (default: hold out 5% of PATHs)
+    #[arg(long)]
+    pub valid: Vec<PathBuf>,
+    /// Sequences per batch
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Tokens per sequence chunk (truncated backprop length)
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Peak learning rate (default 3e-3, or 5e-4 with --from)
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, default_value_t = 200)]
+    pub warmup_steps: usize,
+    /// Clip the gradient norm to this value
+    #[arg(long, default_value_t = 1.0)]
+    pub clip_norm: f64,
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Tokenizer vocabulary size
+    #[arg(long, default_value_t = 8000)]
+    pub vocab_size: usize,
+    #[arg(long, default_value_t = 256)]
+    pub embed_dim: i64,
+    #[arg(long, default_value_t = 512)]
+    pub hidden_size: i64,
+    #[arg(long, default_value_t = 1)]
+    pub layers: i64,
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// Share the embedding with the output layer (needs --embed-dim == --hidden-size)
+    #[arg(long)]
+    pub tie_weights: bool,
+    /// Cut outputs longer than this many characters
+    #[arg(long, default_value_t = TextLimits::default().max_output_chars)]
+    pub max_output_chars: usize,
+    /// Save a checkpoint at least this often
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub save_every: Duration,
+    /// Validation tokens evaluated per epoch at most
+    #[arg(long, default_value_t = 400_000)]
+    pub max_valid_tokens: usize,
+    /// Train on the CPU even when CUDA is present
+    #[arg(long)]
+    pub cpu: bool,
+    /// Print only the summary
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Parses `90s`, `30m`, `2h`, `1h30m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let mut total = 0f64;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+        num.clear();
+        total += n * match c {
+            's' => 1.,
+            'm' => 60.,
+            'h' => 3600.,
+            'd' => 86400.,
+            _ => return Err(format!("bad unit {c:?} in duration {s:?} (use s, m, h)")),
+        };
+    }
+    if !num.is_empty() {
+        total += num
+            .parse::<f64>()
+            .map_err(|_| format!("bad duration {s:?}"))?;
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Train(a) => run_train(a),
+        Command::Predict(a) => run_predict(a),
+        Command::Generate(a) => run_generate(a),
+        Command::Eval(a) => run_eval(a),
+    }
+}
+
+fn run_predict(a: PredictArgs) -> Result<ExitCode> {
+    let mut p = a.model.load()?;
+    p.limits.max_output_tokens = a.max_output_tokens;
+    let bytes =
+        std::fs::read(&a.notebook).with_context(|| format!("reading {}", a.notebook.display()))?;
+    // Parse once for validation (clear errors), keep the JSON to preserve everything else.
+    Notebook::parse(&a.notebook, &bytes)?;
+    let mut doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not valid JSON", a.notebook.display()))?;
+    let out = a.output.clone().unwrap_or_else(|| {
+        let stem = a
+            .notebook
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "notebook".into());
+        a.notebook.with_file_name(format!("{stem}.predicted.ipynb"))
+    });
+    let mut count = 0u64;
+    let (mut outputs, mut silent) = (0usize, 0usize);
+    if let Some(cells) = doc.get_mut("cells").and_then(|c| c.as_array_mut()) {
+        let n = cells.len() as u64;
+        let bar = indicatif::ProgressBar::new(n);
+        for cell in cells.iter_mut() {
+            bar.inc(1);
+            if cell.get("cell_type").and_then(|t| t.as_str()) != Some("code") {
+                continue;
+            }
+            let source = match cell.get("source") {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_str()).collect(),
+                _ => String::new(),
+            };
+            count += 1;
+            let pred = p.predict_cell(&source, &mut Quiet);
+            if pred.outputs.is_empty() {
+                silent += 1;
+            }
+            outputs += pred.outputs.len();
+            render::set_cell_prediction(cell, &pred, count);
+        }
+        bar.finish_and_clear();
+    }
+    render::write_json_atomic(&out, &doc)?;
+    println!(
+        "{}: {} code cells predicted ({} outputs, {} cells with none)",
+        out.display(),
+        count,
+        outputs,
+        silent
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_generate(a: GenerateArgs) -> Result<ExitCode> {
+    let mut p = a.model.load()?;
+    p.set_sampling(Sampling {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        seed: a.seed,
+    });
+    let cells = p.generate_notebook(a.cells);
+    let doc = render::new_notebook(&cells, &p.checkpoint().path.display().to_string());
+    render::write_json_atomic(&a.output, &doc)?;
+    println!("{}: {} cells generated", a.output.display(), cells.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_eval(a: EvalArgs) -> Result<ExitCode> {
+    let mut p = a.model.load()?;
+    p.limits.max_output_tokens = a.max_output_tokens;
+    p.limits.max_cell_tokens = a.max_cell_tokens;
+    let files = notebook_predictor::notebook::find_notebooks(&a.paths)?;
+    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix("eval");
+    let report = eval::evaluate(&mut p, &a.paths, |_| bar.inc(1))?;
+    bar.finish_and_clear();
+    print!("{}", eval::table(&report));
+    for s in &report.skipped {
+        println!("skipped {s}");
+    }
+    if let Some(path) = &a.json {
+        let v = serde_json::to_value(&report).context("serializing the report")?;
+        render::write_json_atomic(path, &v)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_train(a: TrainArgs) -> Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: exiting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit at once)");
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    let device = if a.cpu {
+        tch::Device::Cpu
+    } else {
+        notebook_predictor::default_device()
+    };
+    let paths = if a.paths.is_empty() && a.resume {
+        let cfg = notebook_predictor::checkpoint::read_config(&a.out).with_context(|| {
+            format!(
+                "--resume without PATHs needs a checkpoint in {}",
+                a.out.display()
+            )
+        })?;
+        let _ = cfg;
+        anyhow::bail!("--resume needs the same PATHs as the first run")
+    } else {
+        a.paths.clone()
+    };
+    let opts = train::TrainOptions {
+        inputs: paths,
+        out: a.out.clone(),
+        from: a.from.clone(),
+        resume: a.resume,
+        valid: a.valid.clone(),
+        epochs: a.epochs,
+        time_budget: a.time_budget,
+        batch_size: a.batch_size,
+        seq_len: a.seq_len,
+        lr: a.lr,
+        warmup_steps: a.warmup_steps,
+        clip_norm: a.clip_norm,
+        seed: a.seed,
+        model: ModelConfig {
+            vocab_size: a.vocab_size as i64,
+            embed_dim: a.embed_dim,
+            hidden_size: a.hidden_size,
+            num_layers: a.layers,
+            dropout: a.dropout,
+            tie_weights: a.tie_weights,
+        },
+        text: TextLimits {
+            max_output_chars: a.max_output_chars,
+            ..TextLimits::default()
+        },
+        tokenizer: tokenizer::TrainOptions {
+            vocab_size: a.vocab_size,
+            ..tokenizer::TrainOptions::default()
+        },
+        save_every: a.save_every,
+        max_valid_tokens: a.max_valid_tokens,
+        device,
+        quiet: a.quiet,
+    };
+    let report = train::train(&opts, stop).context("training failed")?;
+    let st = &report.state;
+    println!(
+        "checkpoint: {}\n  epochs {} / {}, steps {}, tokens seen {}, {:.0} tokens/s this run, {:.0} s in all",
+        report.out.display(),
+        st.epoch,
+        opts.epochs,
+        st.global_step,
+        st.tokens_seen,
+        report.tokens_per_sec,
+        st.elapsed_secs
+    );
+    if let Some(v) = &st.last_valid {
+        println!(
+            "  valid loss {:.4}, bits/char code {:.3}, output {:.3}",
+            v.loss, v.bpc_code, v.bpc_output
+        );
+    }
+    println!(
+        "  notebooks: {} trained on, {} for validation, {} skipped",
+        report.corpus.notebooks,
+        report.corpus.valid_notebooks,
+        report.skipped.len()
+    );
+    for s in &report.skipped {
+        println!("    skipped {}", s.reason);
+    }
+    Ok(if report.stopped_early {
+        ExitCode::from(0)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

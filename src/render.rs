@@ -1,0 +1,166 @@
+//! Turning predictions into notebook JSON: predicted outputs as nbformat 4 outputs, whole
+//! predicted notebooks, and writing files atomically.
+
+use crate::predictor::{CellPrediction, OutputKind, PredictedOutput};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum WriteError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The `notebook_predictor` metadata object of one output.
+pub fn output_meta(confidence: f64) -> Value {
+    json!({"predicted": true, "confidence": round4(confidence)})
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// The mime bundle of a predicted result or display output.
+pub fn bundle(o: &PredictedOutput) -> Map<String, Value> {
+    let mut data = Map::new();
+    match o.kind {
+        OutputKind::Display => {
+            let (mimes, plain) = o.display_parts();
+            let text = if plain.is_empty() && !mimes.is_empty() {
+                mimes
+                    .iter()
+                    .map(|m| format!("<predicted {m}>"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                plain
+            };
+            data.insert("text/plain".into(), Value::String(text));
+        }
+        _ => {
+            data.insert("text/plain".into(), Value::String(o.text.clone()));
+        }
+    }
+    data
+}
+
+/// One predicted output as nbformat 4 JSON. Stream and error outputs cannot carry metadata in
+/// nbformat, so only results and displays carry `metadata.notebook_predictor`.
+pub fn output_json(o: &PredictedOutput, execution_count: Option<u64>) -> Value {
+    let text = if o.truncated {
+        format!("{}…", o.text)
+    } else {
+        o.text.clone()
+    };
+    match o.kind {
+        OutputKind::Stdout | OutputKind::Stderr => json!({
+            "output_type": "stream",
+            "name": if o.kind == OutputKind::Stdout { "stdout" } else { "stderr" },
+            "text": text,
+        }),
+        OutputKind::Result => json!({
+            "output_type": "execute_result",
+            "execution_count": execution_count,
+            "data": bundle(o),
+            "metadata": {"notebook_predictor": output_meta(o.confidence)},
+        }),
+        OutputKind::Display => json!({
+            "output_type": "display_data",
+            "data": bundle(o),
+            "metadata": {"notebook_predictor": output_meta(o.confidence)},
+        }),
+        OutputKind::Error => {
+            let (ename, evalue, traceback) = o.error_parts();
+            json!({
+                "output_type": "error",
+                "ename": ename,
+                "evalue": evalue,
+                "traceback": traceback,
+            })
+        }
+    }
+}
+
+/// The cell-level record of a prediction: marks every output, including streams and errors.
+pub fn cell_meta(pred: &CellPrediction) -> Value {
+    json!({
+        "predicted": true,
+        "confidence": round4(pred.confidence),
+        "outputs": pred.outputs.iter().map(|o| json!({
+            "kind": o.kind.as_str(),
+            "predicted": true,
+            "confidence": round4(o.confidence),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Replaces a code cell's outputs and execution count in place.
+pub fn set_cell_prediction(cell: &mut Value, pred: &CellPrediction, count: u64) {
+    let outputs: Vec<Value> = pred
+        .outputs
+        .iter()
+        .map(|o| output_json(o, Some(count)))
+        .collect();
+    if let Some(obj) = cell.as_object_mut() {
+        obj.insert("outputs".into(), Value::Array(outputs));
+        obj.insert("execution_count".into(), json!(count));
+        let meta = obj.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("notebook_predictor".into(), cell_meta(pred));
+        }
+    }
+}
+
+/// A new nbformat 4.5 notebook from (code, prediction) pairs.
+pub fn new_notebook(cells: &[(String, CellPrediction)], model: &str) -> Value {
+    let cells: Vec<Value> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, (code, pred))| {
+            let mut c = json!({
+                "cell_type": "code",
+                "id": format!("cell-{i}"),
+                "metadata": {},
+                "source": code,
+                "outputs": [],
+                "execution_count": null,
+            });
+            set_cell_prediction(&mut c, pred, i as u64 + 1);
+            c
+        })
+        .collect();
+    json!({
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "notebook-predictor", "display_name": "Notebook Predictor", "language": "python"},
+            "language_info": {"name": "python", "file_extension": ".py", "mimetype": "text/x-python"},
+            "notebook_predictor": {"generated": true, "model": model},
+        },
+        "cells": cells,
+    })
+}
+
+/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
+pub fn write_json_atomic(path: &Path, value: &Value) -> Result<(), WriteError> {
+    let io = |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| io(std::io::Error::other(e)))?;
+    text.push('\n');
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
