@@ -18,7 +18,17 @@ if [ ! -x "$venv/bin/jupyter-builder" ]; then
   "$venv/bin/pip" install --quiet jupyterlab==4.6.6 jupyter-builder==1.3.0
 fi
 
-key="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -c1-16)"
+# node_modules is keyed by the lockfile, so package.json must agree with it.
+node -e '
+  const pkg = require(process.argv[1]);
+  const root = require(process.argv[2]).packages[""];
+  for (const field of ["dependencies", "devDependencies"]) {
+    if (JSON.stringify(pkg[field] ?? {}) !== JSON.stringify(root[field] ?? {})) {
+      console.error(`build.sh: package.json ${field} differ from package-lock.json; run npm install --package-lock-only`);
+      process.exit(1);
+    }
+  }' "$here/package.json" "$here/package-lock.json"
+key="$(sha256sum "$here/package-lock.json" | cut -c1-16)"
 work="$cache/labextension-$key"
 exec 9>"$work.lock"
 flock 9
@@ -35,7 +45,7 @@ fi
 
 # Sources are copied fresh each time so stale outputs can never leak in.
 rm -rf "$work/src" "$work/lib" "$work/notebook_predictor_labextension"
-cp -r "$here/src" "$here/tsconfig.json" "$here/package.json" "$work/"
+cp -r "$here/src" "$here/tsconfig.json" "$here/package.json" "$here/rspack.config.js" "$work/"
 cd "$work"
 node_modules/.bin/tsc
 "$venv/bin/jupyter-builder" build \

@@ -35,6 +35,22 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Measure predictions against notebooks' saved outputs, beside the "no output" baseline
     Eval(EvalArgs),
+    /// Run the Jupyter kernel (started by Jupyter from the kernelspec)
+    Kernel(KernelArgs),
+    /// Install the kernelspec and the JupyterLab extension, like `python -m ipykernel install`
+    Install(notebook_predictor::install::InstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    /// The connection file written by the Jupyter client
+    #[arg(short = 'f', long = "connection-file", value_name = "CONNECTION_FILE")]
+    pub connection_file: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Most tokens generated for one cell's outputs
+    #[arg(long, default_value_t = 256)]
+    pub max_output_tokens: usize,
 }
 
 #[derive(Debug, Args)]
@@ -221,7 +237,39 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Predict(a) => run_predict(a),
         Command::Generate(a) => run_generate(a),
         Command::Eval(a) => run_eval(a),
+        Command::Kernel(a) => run_kernel(a),
+        Command::Install(a) => {
+            let report =
+                notebook_predictor::install::install(&a.options()).context("install failed")?;
+            println!(
+                "Installed kernelspec in {}",
+                report.kernelspec_dir.display()
+            );
+            if let Some(dir) = report.labextension_dir {
+                println!("Installed JupyterLab extension in {}", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn run_kernel(a: KernelArgs) -> Result<ExitCode> {
+    let dir = notebook_predictor::resolve_model(a.model.model.as_deref());
+    // A model that cannot be loaded still gives a working kernel that explains why.
+    let model = match Predictor::load(&dir, a.model.device()) {
+        Ok(mut p) => {
+            p.limits.max_output_tokens = a.max_output_tokens;
+            Ok(p)
+        }
+        Err(e) => {
+            tracing::error!("cannot load the model at {}: {e}", dir.display());
+            Err((dir, e.to_string()))
+        }
+    };
+    let interp = notebook_predictor::interpreter::PredictorInterpreter::new(model);
+    notebook_predictor::kernel::run(&a.connection_file, Box::new(interp))
+        .with_context(|| format!("kernel for {}", a.connection_file.display()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_predict(a: PredictArgs) -> Result<ExitCode> {

@@ -2,8 +2,12 @@
 
 pub mod checkpoint;
 pub mod eval;
+pub mod install;
+pub mod interpreter;
+pub mod kernel;
 pub mod model;
 pub mod notebook;
+pub mod protocol;
 pub mod render;
 pub mod sequence;
 pub mod tokenizer;

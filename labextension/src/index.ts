@@ -137,6 +137,11 @@ class PredictorProvider implements IInlineCompletionProvider {
     // JupyterLab already converts the editor's UTF-16 offset into Unicode
     // code points (Text.jsIndexToCharIndex), which is what the kernel counts.
     const reply = await channel.request(request.text, request.offset, this._timeoutMs);
+    const { widget } = context;
+    if (widget instanceof NotebookPanel && widget.content.mode !== 'edit') {
+      // The user left the editor (e.g. Escape) while the kernel was predicting.
+      return { items: [] };
+    }
     const text = typeof reply.text === 'string' ? reply.text : '';
     return { items: text ? [{ insertText: text }] : [] };
   }

@@ -29,11 +29,22 @@ pub enum Output {
     /// times during one execution; the core batches it before publishing.
     Stream { name: String, text: String },
     /// An `execute_result` (the core adds the execution count).
-    ExecuteResult { data: Map<String, Value>, metadata: Map<String, Value> },
+    ExecuteResult {
+        data: Map<String, Value>,
+        metadata: Map<String, Value>,
+    },
     /// A `display_data` message.
-    DisplayData { data: Map<String, Value>, metadata: Map<String, Value> },
-    /// An `error` output. The execute reply still says `ok` when `reply_ok` is true.
-    Error { ename: String, evalue: String, traceback: Vec<String> },
+    DisplayData {
+        data: Map<String, Value>,
+        metadata: Map<String, Value>,
+    },
+    /// An `error` output. It does not change the execute reply, which still says `ok`; only
+    /// [`ExecuteStatus::Interrupted`] and [`ExecuteStatus::Failed`] make the reply an error.
+    Error {
+        ename: String,
+        evalue: String,
+        traceback: Vec<String>,
+    },
 }
 
 /// Where an interpreter sends its outputs during `execute`, and how it learns of an interrupt.
@@ -64,7 +75,11 @@ pub enum ExecuteStatus {
     /// Stopped by an interrupt; the core replies with status "error", ename "KeyboardInterrupt".
     Interrupted,
     /// The interpreter could not run the cell at all (e.g. no model): reply status "error".
-    Failed { ename: String, evalue: String, traceback: Vec<String> },
+    Failed {
+        ename: String,
+        evalue: String,
+        traceback: Vec<String>,
+    },
 }
 
 /// The answer to a completion request. Offsets are in Unicode code points.

@@ -375,73 +375,59 @@ impl Predictor {
     /// Up to `n` proposals for the rest of the cell after `prefix`, best first: the first is the
     /// greedy continuation to the end of the cell, the others start with the next most likely
     /// tokens and run to the end of their line.
+    ///
+    /// The tokens of a half-typed word at the end of `prefix` are taken back and regenerated
+    /// under the constraint that they spell the typed text ("token healing"), so `gree` can
+    /// become `greet(...)` even though `gree` alone is not how the model saw that word.
     pub fn alternatives(&mut self, prefix: &str, n: usize) -> Vec<Suggestion> {
         let tok = &self.loaded.tokenizer;
         let mut ids = vec![tok.marker_id(Marker::Code)];
         let mut prefix_ids = self.encode(prefix);
-        // Token healing: re-generate the last prefix token so a half-typed word can complete.
-        let heal: Vec<u8> = match prefix_ids.pop() {
-            Some(last) => tok.token_bytes(last).to_vec(),
-            None => Vec::new(),
-        };
+        let mut heal: Vec<u8> = Vec::new();
+        while let Some(&last) = prefix_ids.last() {
+            let bytes = tok.token_bytes(last);
+            let word_like = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+            let continues_word = heal.is_empty()
+                || (bytes.last().is_some_and(|&b| word_like(b))
+                    && heal.first().is_some_and(|&b| word_like(b)));
+            if !continues_word || heal.len() + bytes.len() > 24 {
+                break;
+            }
+            let mut joined = bytes.to_vec();
+            joined.extend_from_slice(&heal);
+            heal = joined;
+            prefix_ids.pop();
+            if !bytes.first().is_some_and(|&b| word_like(b)) {
+                break;
+            }
+        }
         ids.extend(prefix_ids);
         let (state, logits) = self.run(&self.state, &ids);
-        let allowed: Option<Vec<u32>> = if heal.is_empty() {
-            None
-        } else {
-            Some(
-                (0..tok.vocab_size() as u32)
-                    .filter(|&id| {
-                        tok.marker(id).is_none() && tok.token_bytes(id).starts_with(&heal)
-                    })
-                    .collect(),
-            )
-        };
-        let mut firsts: Vec<(u32, f64)> = {
-            let cands: Vec<u32> = allowed
-                .clone()
-                .unwrap_or_else(|| (0..tok.vocab_size() as u32).collect());
-            let mut scored: Vec<(u32, f64)> = cands
-                .iter()
-                .map(|&id| {
-                    (
-                        id,
-                        f64::from(logits.get(id as usize).copied().unwrap_or(f32::MIN)),
-                    )
-                })
-                .collect();
-            scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-            scored.truncate(n.max(1));
-            scored
-        };
-        let z = allowed.as_deref();
-        let mut out = Vec::new();
-        for (rank, (first, _)) in firsts.drain(..).enumerate() {
-            let p_first = softmax_at(
-                &logits,
-                z.unwrap_or(&(0..tok.vocab_size() as u32).collect::<Vec<_>>()),
-                first,
-            );
-            if self.loaded.tokenizer.marker(first).is_some() {
-                continue;
-            }
+        let cands = self.compatible(&heal);
+        let p_of = |id: u32| softmax_at(&logits, &cands, id);
+        let mut scored: Vec<(u32, f32)> = cands
+            .iter()
+            .map(|&id| (id, logits.get(id as usize).copied().unwrap_or(f32::MIN)))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.truncate(n.max(1));
+        let mut out: Vec<Suggestion> = Vec::new();
+        for (rank, (first, _)) in scored.into_iter().enumerate() {
             let one_line = rank > 0;
-            let (bytes, mut probs) = self.generate_from(&state, first, one_line);
-            probs.insert(0, p_first);
-            let mut bytes = bytes;
-            if bytes.starts_with(&heal) {
-                bytes.drain(..heal.len());
-            }
-            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let (bytes, mut probs) = self.generate_from(&state, first, &heal, one_line);
+            probs.insert(0, p_of(first));
+            let rest = bytes.get(heal.len()..).unwrap_or(&[]);
+            let text = String::from_utf8_lossy(rest).into_owned();
             let text = if one_line {
-                text.lines().next().unwrap_or("").to_string()
+                text.split('\n').next().unwrap_or("").to_string()
             } else {
                 text
             };
-            if text.trim().is_empty() && rank > 0 {
-                continue;
-            }
-            if out.iter().any(|s: &Suggestion| s.text == text) {
+            let unlikely = rank > 0 && probs[0] < 0.02;
+            if unlikely
+                || (text.trim().is_empty() && rank > 0)
+                || out.iter().any(|s| s.text == text)
+            {
                 continue;
             }
             out.push(Suggestion {
@@ -452,10 +438,29 @@ impl Predictor {
         out
     }
 
+    /// Non-marker tokens whose bytes agree with `heal` (one is a prefix of the other); every
+    /// non-marker token when `heal` is empty.
+    fn compatible(&self, heal: &[u8]) -> Vec<u32> {
+        let tok = &self.loaded.tokenizer;
+        (0..tok.vocab_size() as u32)
+            .filter(|&id| {
+                let b = tok.token_bytes(id);
+                !b.is_empty() && (heal.starts_with(b) || b.starts_with(heal))
+            })
+            .collect()
+    }
+
     /// Greedy generation of cell text from `state`, starting with token `first`, until a marker
-    /// or the limit (or the end of the line when `one_line`). Returns the bytes (including
+    /// or the limit (or the end of the line when `one_line`). While the text is shorter than
+    /// `heal`, only tokens that keep spelling `heal` are allowed. Returns the bytes (including
     /// `first`'s) and the probabilities of the tokens after `first`.
-    fn generate_from(&self, state: &Tensor, first: u32, one_line: bool) -> (Vec<u8>, Vec<f64>) {
+    fn generate_from(
+        &self,
+        state: &Tensor,
+        first: u32,
+        heal: &[u8],
+        one_line: bool,
+    ) -> (Vec<u8>, Vec<f64>) {
         let tok = &self.loaded.tokenizer;
         let mut greedy = Sampler::new(Sampling::greedy());
         let mut bytes = tok.token_bytes(first).to_vec();
@@ -463,12 +468,17 @@ impl Predictor {
         let mut h = state.shallow_clone();
         let mut next = first;
         for _ in 0..self.limits.max_cell_tokens {
-            if one_line && bytes.contains(&b'\n') {
+            if one_line && bytes.len() > heal.len() && bytes[heal.len()..].contains(&b'\n') {
                 break;
             }
             let (h2, logits) = self.run(&h, &[next]);
             h = h2;
-            let (t, p) = greedy.pick(&logits, None);
+            let (t, p) = if bytes.len() < heal.len() {
+                let allowed = self.compatible(&heal[bytes.len()..]);
+                greedy.pick(&logits, Some(&allowed))
+            } else {
+                greedy.pick(&logits, None)
+            };
             if tok.marker(t).is_some() {
                 break;
             }

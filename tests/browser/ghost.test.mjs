@@ -126,6 +126,13 @@ test(`${want.kernel}: ghost text for the next cell and the rest of a cell`, asyn
     await waitForCell(page, 3, 'command');
     await page.keyboard.press('Enter');
     await waitForCell(page, 3, 'edit');
+    // CodeMirror makes Tab move focus for 2 s after an Escape (its keyboard
+    // escape hatch); wait until that window has closed.
+    await page.waitForFunction(() => {
+      const view = window.jupyterapp.shell.currentWidget.content.activeCell.editor.editor;
+      const mode = view.inputState.tabFocusMode;
+      return mode < 0 || (mode > 0 && Date.now() > mode);
+    });
     await page.keyboard.press('Tab');
     await h.waitForSource(page, '    ');
     assert.equal(await page.locator('.jp-GhostText').count(), 0);
