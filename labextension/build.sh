@@ -9,7 +9,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="$(realpath -m "${1:-$here/notebook_predictor_labextension}")"
 cache="${NOTEBOOK_PREDICTOR_CACHE:-$HOME/.cache/notebook-predictor}"
+# The project's venv (made by install.sh) has the build tools; a private one is made otherwise.
 venv="$cache/devtools-venv"
+if [ -x "$here/../.venv/bin/jupyter-builder" ]; then venv="$(realpath "$here/../.venv")"; fi
 mkdir -p "$cache"
 
 if [ ! -x "$venv/bin/jupyter-builder" ]; then
