@@ -60,6 +60,12 @@ pub struct TrainingState {
     pub last_valid: Option<ValidMetrics>,
     /// Where the weights started from, when fine-tuned with `--from`.
     pub from: Option<String>,
+    /// The notebook paths trained on, so `--resume` needs no paths.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// The validation paths given with `--valid`.
+    #[serde(default)]
+    pub valid_inputs: Vec<String>,
 }
 
 /// Validation figures.
@@ -155,7 +161,9 @@ pub fn read_config(dir: &Path) -> Result<CheckpointConfig, CheckpointError> {
             reason: format!("format_version {version}, this program reads {FORMAT_VERSION}"),
         });
     }
-    serde_json::from_value(v).map_err(|e| CheckpointError::BadConfig {
+    // Parsed again from the text so that errors carry a line and column.
+    drop(v);
+    serde_json::from_str(&text).map_err(|e| CheckpointError::BadConfig {
         path: cfg_path,
         reason: e.to_string(),
     })
@@ -209,7 +217,8 @@ pub fn load(dir: &Path, device: Device) -> Result<LoadedModel, CheckpointError> 
     let model = GruLm::new(&vs.root(), config.model);
     vs.load(&w_path).map_err(|e| CheckpointError::Weights {
         path: w_path.clone(),
-        reason: e.to_string(),
+        // Torch errors go on with a C++ backtrace; the first line says what is wrong.
+        reason: e.to_string().lines().next().unwrap_or_default().to_string(),
     })?;
     Ok(LoadedModel {
         path: dir.to_path_buf(),

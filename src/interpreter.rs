@@ -15,11 +15,17 @@ pub const COMM_TARGET: &str = "notebook_predictor";
 /// The predictor behind the kernel, or why it could not be loaded.
 pub struct PredictorInterpreter {
     model: Result<Predictor, (PathBuf, String)>,
+    /// The last suggestion, keyed by (cells predicted so far, text before the cursor): the
+    /// front end often asks twice for the same thing around an execution.
+    last_suggestion: Option<((usize, String), (String, f64))>,
 }
 
 impl PredictorInterpreter {
     pub fn new(model: Result<Predictor, (PathBuf, String)>) -> PredictorInterpreter {
-        PredictorInterpreter { model }
+        PredictorInterpreter {
+            model,
+            last_suggestion: None,
+        }
     }
 
     fn banner(&self) -> String {
@@ -268,10 +274,8 @@ impl Interpreter for PredictorInterpreter {
             return Inspection::default();
         }
         let snap = p.snapshot();
-        let cells = p.cells();
         let pred = p.predict_cell(expr, &mut crate::predictor::Quiet);
         p.restore(&snap);
-        let _ = cells;
         let shown = if pred.outputs.is_empty() {
             "no output".to_string()
         } else {
@@ -323,8 +327,16 @@ impl Interpreter for PredictorInterpreter {
                 } else {
                     char_prefix(code, cursor)
                 };
-                let s = p.complete(prefix);
-                (s.text, s.confidence)
+                let key = (p.cells(), prefix.to_string());
+                match &self.last_suggestion {
+                    Some((k, v)) if *k == key => v.clone(),
+                    _ => {
+                        let s = p.complete(prefix);
+                        let v = (s.text, s.confidence);
+                        self.last_suggestion = Some((key, v.clone()));
+                        v
+                    }
+                }
             }
             Err(_) => (String::new(), 0.0),
         };

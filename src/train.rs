@@ -712,6 +712,12 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
     }
     state.epochs = opts.epochs;
     state.finished = false;
+    state.inputs = opts
+        .inputs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    state.valid_inputs = opts.valid.iter().map(|p| p.display().to_string()).collect();
     let (batch, seq_len) = (state.batch_size.max(1), state.seq_len.max(2));
     let lens: Vec<usize> = train_data.iter().map(Vec::len).collect();
     let steps_per_epoch = Batches::new(&lens, batch, seq_len, state.seed, 0)

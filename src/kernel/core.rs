@@ -210,11 +210,17 @@ impl KernelCore {
     /// and its outputs, the reply, then `idle`.
     pub async fn handle(&self, channel: Channel, request: Message) {
         self.publish_child(&request, "status", content::status("busy"));
-        self.dispatch(channel, &request).await;
+        let shutdown = self.dispatch(channel, &request).await;
         self.publish_child(&request, "status", content::status("idle"));
+        // Signal a shutdown only once its `idle` is queued: the server stops sending after
+        // the signal, so anything queued later would be lost.
+        if let Some(restart) = shutdown {
+            self.shutdown.send_replace(Some(restart));
+        }
     }
 
-    async fn dispatch(&self, channel: Channel, msg: &Message) {
+    /// Handles one request; returns `Some(restart)` for a shutdown request.
+    async fn dispatch(&self, channel: Channel, msg: &Message) -> Option<bool> {
         let msg_type = msg.msg_type().to_string();
         let request = match Request::parse(&msg_type, &msg.content) {
             Ok(request) => request,
@@ -224,7 +230,7 @@ impl KernelCore {
                     let reply = content::error_reply(None, "ValueError", &err.to_string(), &[]);
                     self.reply(channel, msg, &reply_type, reply);
                 }
-                return;
+                return None;
             }
         };
         match request {
@@ -252,12 +258,13 @@ impl KernelCore {
                 let reply = content::shutdown_reply(req.restart);
                 self.reply(channel, msg, "shutdown_reply", reply.clone());
                 self.publish_child(msg, "shutdown_reply", reply);
-                self.shutdown.send_replace(Some(req.restart));
+                return Some(req.restart);
             }
             Request::Unknown(msg_type) => {
                 tracing::warn!("ignoring unknown message type {msg_type:?}");
             }
         }
+        None
     }
 
     fn kernel_info(&self, channel: Channel, msg: &Message) {

@@ -131,13 +131,24 @@ pub async fn serve(
         }
     };
     tracing::info!("shutting down (restart: {restart})");
-    if tokio::time::timeout(SHUTDOWN_GRACE, sender).await.is_err() {
-        tracing::warn!("timed out sending the last messages");
-    }
+    // The sockets come back from the sender and stay open through the drain below: dropping
+    // the PUB socket discards what its fan-out queue has not yet written (the last `idle`).
+    let sockets = match tokio::time::timeout(SHUTDOWN_GRACE, sender).await {
+        Ok(Ok(sockets)) => Some(sockets),
+        Ok(Err(err)) => {
+            tracing::warn!("the sender stopped: {err}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("timed out sending the last messages");
+            None
+        }
+    };
     for task in &tasks {
         task.abort();
     }
     tokio::time::sleep(WIRE_DRAIN).await;
+    drop(sockets);
     for path in ipc_files {
         let _ = std::fs::remove_file(path);
     }
@@ -149,7 +160,8 @@ fn to_zmq(frames: Vec<Bytes>) -> Option<ZmqMessage> {
 }
 
 /// Sends everything the core emits, in order. Ends once a shutdown was requested and
-/// everything queued before it went out.
+/// everything queued before it went out; returns the sockets so the caller decides when they
+/// close.
 async fn send_loop(
     mut outbox: mpsc::UnboundedReceiver<Outgoing>,
     mut shell: RouterSendHalf,
@@ -157,7 +169,7 @@ async fn send_loop(
     mut iopub: PubSocket,
     signer: Signer,
     shutdown: watch::Receiver<Option<bool>>,
-) {
+) -> (PubSocket, RouterSendHalf, RouterSendHalf) {
     while let Some(Outgoing { channel, message }) = outbox.recv().await {
         let msg_type = message.msg_type().to_string();
         let frames = match message.encode(&signer) {
@@ -187,6 +199,7 @@ async fn send_loop(
             break;
         }
     }
+    (iopub, shell, control)
 }
 
 /// Receives and verifies messages, calling `on_message` for each valid one.

@@ -565,14 +565,26 @@ impl Predictor {
     }
 
     /// A copy of the session state, to restore later with `restore`.
-    pub fn snapshot(&self) -> (Tensor, Vec<f32>) {
-        (self.state.copy(), self.next_logits.clone())
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            state: self.state.copy(),
+            next_logits: self.next_logits.clone(),
+            cells: self.cells,
+        }
     }
 
-    pub fn restore(&mut self, snap: &(Tensor, Vec<f32>)) {
-        self.state = snap.0.copy();
-        self.next_logits = snap.1.clone();
+    pub fn restore(&mut self, snap: &Snapshot) {
+        self.state = snap.state.copy();
+        self.next_logits = snap.next_logits.clone();
+        self.cells = snap.cells;
     }
+}
+
+/// A saved session state (see `Predictor::snapshot`).
+pub struct Snapshot {
+    state: Tensor,
+    next_logits: Vec<f32>,
+    cells: usize,
 }
 
 /// An output being generated.

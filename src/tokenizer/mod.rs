@@ -194,7 +194,10 @@ impl Tokenizer {
         })?;
         Tokenizer::from_proto(proto).map_err(|e| TokenizerError::Load {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: match e {
+                TokenizerError::Load { reason, .. } => reason,
+                other => other.to_string(),
+            },
         })
     }
 

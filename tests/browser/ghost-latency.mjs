@@ -2,7 +2,8 @@
 // active cell in edit mode to visible ghost text, over NP_TRIALS trials.
 //
 //   NP_KERNEL  kernelspec name (default: notebook-predictor)
-//   NP_CELL1   code run in cell 1 first (default: x = 41)
+//   NP_CELL1   code run in cell 1 first (default: import numpy as np)
+//   NP_MODEL   model of the notebook-predictor kernelspec (default: the fixture model)
 //   NP_TRIALS  number of trials (default: 20)
 //   plus the harness variables (see README.md).
 //
@@ -10,7 +11,7 @@
 import * as h from './harness.mjs';
 
 const kernel = process.env.NP_KERNEL ?? 'notebook-predictor';
-const cell1 = process.env.NP_CELL1 ?? 'x = 41';
+const cell1 = process.env.NP_CELL1 ?? 'import numpy as np';
 const trials = Number(process.env.NP_TRIALS ?? 20);
 
 function percentile(sorted, p) {

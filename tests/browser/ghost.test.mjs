@@ -1,9 +1,12 @@
 // Ghost-text acceptance scenario for the Notebook Predictor extension.
 //
+// Runs against the real kernel (target/release/notebook-predictor) with the fixture model
+// (tests/fixtures); the defaults are what that model predicts, checked with jupyter_client:
+//   NP_CELL1  code of cell 1 (default: import numpy as np)
 //   NP_NEXT   expected ghost text (the predicted next cell) after cell 1 runs
-//   NP_PREFIX text typed into an empty cell (one line, typed key by key)
-//   NP_REST   expected ghost text after NP_PREFIX (the predicted rest)
-//   NP_CELL1  code of cell 1 (default: x = 41)
+//             (default: x = np.arange(5))
+//   NP_PREFIX text typed into an empty cell (one line, typed key by key) (default: print("h)
+//   NP_REST   expected ghost text after NP_PREFIX (the predicted rest) (default: ello, world"))
 //   NP_KERNEL kernelspec name under test (default: notebook-predictor)
 //   NP_OTHER_KERNEL a kernel that must never get ghost text (default: python3)
 //   plus the harness variables (see README.md).
@@ -14,21 +17,13 @@ import { after, before, test } from 'node:test';
 import path from 'node:path';
 import * as h from './harness.mjs';
 
-function required(name) {
-  const value = process.env[name];
-  if (value === undefined) {
-    throw new Error(`set ${name} (see the header of ghost.test.mjs)`);
-  }
-  return value;
-}
-
 const want = {
   kernel: process.env.NP_KERNEL ?? 'notebook-predictor',
   otherKernel: process.env.NP_OTHER_KERNEL ?? 'python3',
-  cell1: process.env.NP_CELL1 ?? 'x = 41',
-  next: required('NP_NEXT'),
-  prefix: required('NP_PREFIX'),
-  rest: required('NP_REST')
+  cell1: process.env.NP_CELL1 ?? 'import numpy as np',
+  next: process.env.NP_NEXT ?? 'x = np.arange(5)',
+  prefix: process.env.NP_PREFIX ?? 'print("h',
+  rest: process.env.NP_REST ?? 'ello, world")'
 };
 
 let lab;

@@ -14,9 +14,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '..', '..');
 
 export const config = {
-  venv:
-    process.env.JUPYTER_VENV ??
-    path.join(os.homedir(), '.cache/notebook-predictor/devtools-venv'),
+  venv: process.env.JUPYTER_VENV ?? defaultVenv(),
   labextension:
     process.env.NP_LABEXTENSION_DIR ??
     path.join(repoRoot, 'labextension/notebook_predictor_labextension'),
@@ -25,8 +23,68 @@ export const config = {
   artifacts:
     process.env.ARTIFACTS_DIR ??
     path.join(here, 'artifacts', new Date().toISOString().replace(/[:.]/g, '-')),
-  chromium: process.env.CHROMIUM ?? '/usr/bin/chromium'
+  chromium: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  // The real kernel: `NP_BINARY install` writes the kernelspecs (empty: install none).
+  binary: process.env.NP_BINARY ?? path.join(repoRoot, 'target/release/notebook-predictor'),
+  // Model of the `notebook-predictor` kernelspec (default: the fixture model).
+  model: process.env.NP_MODEL ?? ''
 };
+
+/** The repo's `.venv` (made by install.sh --test-tools), else the devtools venv. */
+function defaultVenv() {
+  const local = path.join(repoRoot, '.venv');
+  if (fs.existsSync(path.join(local, 'bin/jupyter-lab'))) {
+    return local;
+  }
+  return path.join(os.homedir(), '.cache/notebook-predictor/devtools-venv');
+}
+
+let fixtureModelDir = null;
+
+/**
+ * The fixture model: $NOTEBOOK_PREDICTOR_FIXTURE_MODEL, else one trained (once per process)
+ * into a temporary dir with tests/fixtures/train-fixture-model.sh.
+ */
+export function fixtureModel() {
+  if (process.env.NOTEBOOK_PREDICTOR_FIXTURE_MODEL) {
+    return process.env.NOTEBOOK_PREDICTOR_FIXTURE_MODEL;
+  }
+  if (!fixtureModelDir) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'np-fixture-model-'));
+    process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    console.error(`training the fixture model into ${dir} (set NOTEBOOK_PREDICTOR_FIXTURE_MODEL to reuse one)`);
+    execSync(`tests/fixtures/train-fixture-model.sh ${JSON.stringify(path.join(dir, 'model'))} ${JSON.stringify(config.binary)}`, {
+      cwd: repoRoot,
+      stdio: 'inherit'
+    });
+    fixtureModelDir = path.join(dir, 'model');
+  }
+  return fixtureModelDir;
+}
+
+/**
+ * Installs the real kernel into the data dir of `env` with `notebook-predictor install --user`
+ * (kernelspec with logos, plus the JupyterLab extension the binary embeds). Extra kernelspecs:
+ * `extraSpecs` entries `{name, model, args, displayName}`.
+ */
+function installPredictorKernels(env, extraSpecs) {
+  const specs = [{ name: 'notebook-predictor', model: config.model || fixtureModel() }, ...extraSpecs];
+  for (const spec of specs) {
+    execSync(
+      [config.binary, 'install', '--user', '--name', spec.name, '--model', spec.model]
+        .map(a => JSON.stringify(a))
+        .join(' '),
+      { env, cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] }
+    );
+    if (spec.args || spec.displayName) {
+      const file = path.join(env.JUPYTER_DATA_DIR, 'kernels', spec.name, 'kernel.json');
+      const kernelJson = JSON.parse(fs.readFileSync(file, 'utf8'));
+      kernelJson.argv.push(...(spec.args ?? []));
+      kernelJson.display_name = spec.displayName ?? kernelJson.display_name;
+      fs.writeFileSync(file, JSON.stringify(kernelJson, null, 2));
+    }
+  }
+}
 
 const CHROMIUM_ARGS = [
   '--no-sandbox',
@@ -60,7 +118,7 @@ function writeJson(file, value) {
  * and any kernelspec dirs are copied into the data dir; `NP_SETUP` (a shell
  * command) runs with JUPYTER_DATA_DIR pointing there before the server starts.
  */
-export async function startJupyterLab({ timeoutMs = 90_000 } = {}) {
+export async function startJupyterLab({ timeoutMs = 90_000, extraSpecs = [] } = {}) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'np-lab-'));
   const dirs = Object.fromEntries(
     ['root', 'data', 'config', 'runtime', 'ipython'].map(d => [d, path.join(tmp, d)])
@@ -71,9 +129,15 @@ export async function startJupyterLab({ timeoutMs = 90_000 } = {}) {
     JUPYTER_DATA_DIR: dirs.data,
     JUPYTER_CONFIG_DIR: dirs.config,
     JUPYTER_RUNTIME_DIR: dirs.runtime,
-    IPYTHONDIR: dirs.ipython
+    IPYTHONDIR: dirs.ipython,
+    // The kernel's input history stays in the temp dir.
+    NOTEBOOK_PREDICTOR_HISTORY: path.join(tmp, 'history.jsonl')
   };
-  if (config.labextension) {
+  if (config.binary) {
+    installPredictorKernels(env, typeof extraSpecs === 'function' ? extraSpecs(tmp) : extraSpecs);
+  }
+  // An explicit bundle replaces the one the binary installed.
+  if (config.labextension && (process.env.NP_LABEXTENSION_DIR || !config.binary)) {
     fs.cpSync(config.labextension, path.join(dirs.data, 'labextensions/notebook-predictor'), {
       recursive: true
     });
