@@ -208,7 +208,7 @@ fn make_step(
 }
 
 /// Adam with decoupled state tensors that can be saved and restored.
-struct Adam {
+pub struct Adam {
     params: Vec<(String, Tensor)>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
@@ -220,7 +220,7 @@ impl Adam {
     const B2: f64 = 0.999;
     const EPS: f64 = 1e-8;
 
-    fn new(vs: &nn::VarStore) -> Adam {
+    pub fn new(vs: &nn::VarStore) -> Adam {
         let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let m = params.iter().map(|(_, p)| p.zeros_like()).collect();
@@ -265,7 +265,7 @@ impl Adam {
 
     /// Clips the global gradient norm, applies one update and clears the gradients. Returns the
     /// norm before clipping.
-    fn step(&mut self, lr: f64, clip: f64) -> f64 {
+    pub fn step(&mut self, lr: f64, clip: f64) -> f64 {
         self.step += 1;
         let bc1 = 1.0 - Self::B1.powi(self.step as i32);
         let bc2 = 1.0 - Self::B2.powi(self.step as i32);
@@ -289,24 +289,23 @@ impl Adam {
             } else {
                 1.0
             };
+            let step_size = -lr / bc1;
+            let bc2_sqrt = bc2.sqrt();
             for (i, (_, p)) in self.params.iter_mut().enumerate() {
-                let g = &grads[i];
+                let mut g = grads[i].shallow_clone();
                 if !g.defined() {
                     continue;
                 }
-                let g = if scale < 1.0 {
-                    g * scale
-                } else {
-                    g.shallow_clone()
-                };
-                let _ = self.m[i]
-                    .g_mul_scalar_(Self::B1)
-                    .g_add_(&(&g * (1.0 - Self::B1)));
-                let _ = self.v[i]
-                    .g_mul_scalar_(Self::B2)
-                    .g_add_(&(g.square() * (1.0 - Self::B2)));
-                let denom = (&self.v[i] / bc2).sqrt() + Self::EPS;
-                let _ = p.g_sub_(&(&self.m[i] / &denom * (lr / bc1)));
+                if scale < 1.0 {
+                    let _ = g.g_mul_scalar_(scale);
+                }
+                // In-place updates: m ← lerp(m, g, 1-β1), v ← lerp(v, g², 1-β2),
+                // p ← p - lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps).
+                let _ = self.m[i].lerp_(&g, 1.0 - Self::B1);
+                let _ = self.v[i].lerp_(&g.square(), 1.0 - Self::B2);
+                let mut denom = self.v[i].sqrt();
+                let _ = denom.g_div_scalar_(bc2_sqrt).g_add_scalar_(Self::EPS);
+                let _ = p.addcdiv_(&(&self.m[i] * step_size), &denom);
             }
             for (_, p) in &self.params {
                 let mut g = p.grad();
@@ -317,6 +316,27 @@ impl Adam {
             norm
         })
     }
+}
+
+/// One optimisation step on inputs `x` and targets `y` (`[batch, time]`, -100 = ignore) from
+/// state `h0`: forward, mean cross-entropy, backward, Adam. Returns the loss and the detached
+/// final state.
+pub fn train_step(
+    model: &GruLm,
+    adam: &mut Adam,
+    x: &Tensor,
+    y: &Tensor,
+    h0: &Tensor,
+    lr: f64,
+    clip: f64,
+) -> (f64, Tensor) {
+    let (logits, h1) = model.forward(x, h0, true);
+    let loss = logits
+        .view([-1, model.config.vocab_size])
+        .cross_entropy_loss::<Tensor>(&y.view([-1]), None, tch::Reduction::Mean, -100, 0.0);
+    loss.backward();
+    adam.step(lr, clip);
+    (loss.double_value(&[]), h1.detach())
 }
 
 /// The learning rate at `step`: linear warm-up, then cosine decay to 10%.
@@ -624,11 +644,11 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
                 path: opts.out.clone(),
                 source,
             })?;
-            Tokenizer::train(
-                &corpus_text(&train_nbs, &limits),
-                &opts.tokenizer,
-                work.path(),
-            )?
+            let tok_opts = tokenizer::TrainOptions {
+                seed: opts.seed,
+                ..opts.tokenizer.clone()
+            };
+            Tokenizer::train(&corpus_text(&train_nbs, &limits), &tok_opts, work.path())?
         }
     };
 
@@ -683,6 +703,8 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
                 ..opts.model
             };
             cfg.check().map_err(TrainError::Config)?;
+            // The initial weights follow --seed, so a run can be repeated.
+            tch::manual_seed(opts.seed as i64);
             let vs = nn::VarStore::new(device);
             let model = GruLm::new(&vs.root(), cfg);
             (vs, model, cfg)
@@ -828,14 +850,8 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
                 state.total_steps,
             );
             let h0 = &h * &keep;
-            let (logits, h1) = model.forward(&x, &h0, true);
-            h = h1.detach();
-            let loss = logits
-                .view([-1, model_cfg.vocab_size])
-                .cross_entropy_loss::<Tensor>(&y.view([-1]), None, tch::Reduction::Mean, -100, 0.0);
-            loss.backward();
-            adam.step(lr, state.clip_norm);
-            let l = loss.double_value(&[]);
+            let (l, h1) = train_step(&model, &mut adam, &x, &y, &h0, lr, state.clip_norm);
+            h = h1;
             if l.is_finite() {
                 loss_acc += l;
                 loss_n += 1;

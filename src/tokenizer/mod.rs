@@ -45,6 +45,8 @@ pub struct TrainOptions {
     /// Sample at most this many lines for training.
     pub max_sentences: usize,
     pub threads: usize,
+    /// Seeds SentencePiece's sampling, so training is repeatable.
+    pub seed: u64,
 }
 
 impl Default for TrainOptions {
@@ -53,6 +55,7 @@ impl Default for TrainOptions {
             vocab_size: 8000,
             max_sentences: 400_000,
             threads: 2,
+            seed: 0,
         }
     }
 }
@@ -133,6 +136,7 @@ impl Tokenizer {
             ("pad_id", "-1".into()),
             ("minloglevel", "2".into()),
             ("seed_sentencepiece_size", "200000".into()),
+            ("random_seed", (opts.seed & 0xffff_ffff).to_string()),
         ];
         let proto = train_raw(&args)?;
         let _ = std::fs::remove_file(&input);
