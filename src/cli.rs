@@ -23,6 +23,9 @@ use std::time::Duration;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// CPU threads for the model (default: libtorch's choice, usually one per core)
+    #[arg(long, global = true)]
+    pub threads: Option<i32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +235,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        tch::set_num_threads(n);
+    }
     match cli.command {
         Command::Train(a) => run_train(a),
         Command::Predict(a) => run_predict(a),
@@ -253,6 +260,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Exits when the process that started the kernel goes away (its parent changes), as
+/// ipykernel's parent poller does, so a crashed client leaves no orphan kernel behind.
+fn exit_with_parent() {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getppid() };
+    if parent <= 1 {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("parent-poller".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            // SAFETY: as above.
+            if unsafe { libc::getppid() } != parent {
+                tracing::warn!("the kernel's parent process {parent} exited; shutting down");
+                std::process::exit(0);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch the parent process: {e}");
+    }
+}
+
 fn run_kernel(a: KernelArgs) -> Result<ExitCode> {
     let dir = notebook_predictor::resolve_model(a.model.model.as_deref());
     // A model that cannot be loaded still gives a working kernel that explains why.
@@ -266,6 +296,7 @@ fn run_kernel(a: KernelArgs) -> Result<ExitCode> {
             Err((dir, e.to_string()))
         }
     };
+    exit_with_parent();
     let interp = notebook_predictor::interpreter::PredictorInterpreter::new(model);
     notebook_predictor::kernel::run(&a.connection_file, Box::new(interp))
         .with_context(|| format!("kernel for {}", a.connection_file.display()))?;
