@@ -9,8 +9,11 @@ Measured for each kernel (the same code path for both):
   kernel_info      round trip on shell, request sent to reply received (10*N requests)
   RSS              resident memory of the kernel process (and children) after warm-up
   execute          execute_request to execute_reply (outputs come before the reply), N times:
-                   notebook-predictor runs a cell whose predicted output is cut at 64 tokens
-                   (its kernelspec adds --max-output-tokens 64); ipykernel prints 64 numbers
+                   ipykernel prints 64 numbers; notebook-predictor predicts exactly 64 output
+                   tokens: it runs on a copy of the model whose output head cannot end an
+                   output (same size and per-token cost; tests/python/kernel_utils.py
+                   make_babbler), with --max-output-tokens 64, so the output is always cut at
+                   64 tokens whatever the model would have predicted
   complete         complete_request to complete_reply, N times
 
 The model (--model) defaults to $NOTEBOOK_PREDICTOR_MODEL, else the installed default model
@@ -36,13 +39,14 @@ from jupyter_client.manager import KernelManager
 
 ROOT = Path(__file__).resolve().parents[1]
 NP_KERNEL = "notebook-predictor-bench"
+NP_EXEC_KERNEL = "notebook-predictor-bench-64"
 PY_KERNEL = "python3-bench"
 OUTPUT_TOKENS = 64
 
 # (setup cells, execute cell, complete code) per kernel. The setup makes `np` known to both.
 WORKLOADS = {
     PY_KERNEL: (["import numpy as np"], "for i in range(64):\n    print(i)", "x = np.ara"),
-    NP_KERNEL: (["import numpy as np"], "for i in range(40):\n    print(i * i)", "x = np.ara"),
+    NP_KERNEL: (["import numpy as np"], "for i in range(64):\n    print(i)", "x = np.ara"),
 }
 
 
@@ -105,8 +109,9 @@ def wait_idle(kc, msg_id: str, timeout: float = 120) -> list[dict]:
             return msgs
 
 
-def measure(kernel: str, trials: int) -> dict:
-    """The one measuring script, run unchanged for every kernel."""
+def measure(kernel: str, trials: int, execute_kernel: str | None = None) -> dict:
+    """The one measuring script, run unchanged for every kernel. The execute samples run on
+    execute_kernel when given (a second kernel started the same way)."""
     setup, cell, complete_code = WORKLOADS[kernel]
     starts = []
     for _ in range(trials):
@@ -136,14 +141,27 @@ def measure(kernel: str, trials: int) -> dict:
             shell_reply(kc, kc.kernel_info())
             info.append(time.perf_counter() - t0)
 
-        execute = []
-        for _ in range(trials):
-            t0 = time.perf_counter()
-            msg_id = kc.execute(cell)
-            rep = shell_reply(kc, msg_id)
-            execute.append(time.perf_counter() - t0)
-            assert rep["content"]["status"] == "ok", rep["content"]
-            wait_idle(kc, msg_id)
+        ekm, ekc = (km, kc)
+        if execute_kernel:
+            ekm, ekc, _ = start(execute_kernel)
+        try:
+            for _ in range(3):  # warm-up
+                msg_id = ekc.execute(cell)
+                shell_reply(ekc, msg_id)
+                msgs = wait_idle(ekc, msg_id)
+                out_chars = sum(len(m["content"].get("text", ""))
+                                for m in msgs if m["msg_type"] == "stream")
+            execute = []
+            for _ in range(trials):
+                t0 = time.perf_counter()
+                msg_id = ekc.execute(cell)
+                rep = shell_reply(ekc, msg_id)
+                execute.append(time.perf_counter() - t0)
+                assert rep["content"]["status"] == "ok", rep["content"]
+                wait_idle(ekc, msg_id)
+        finally:
+            if execute_kernel:
+                stop(ekm, ekc)
 
         complete = []
         match = ""
@@ -170,12 +188,17 @@ def measure(kernel: str, trials: int) -> dict:
 
 
 def install(binary: Path, model: Path, data_dir: Path) -> None:
-    subprocess.run([str(binary), "install", "--user", "--name", NP_KERNEL, "--model", str(model),
-                    "--no-labextension"], check=True, capture_output=True)
-    spec_path = data_dir / "kernels" / NP_KERNEL / "kernel.json"
-    spec = json.loads(spec_path.read_text())
-    spec["argv"] += ["--max-output-tokens", str(OUTPUT_TOKENS)]
-    spec_path.write_text(json.dumps(spec, indent=1))
+    sys.path.insert(0, str(ROOT / "tests" / "python"))
+    from kernel_utils import make_babbler
+
+    babbler = make_babbler(model, data_dir.parent / "babbler-model")
+    for name, folder in ((NP_KERNEL, model), (NP_EXEC_KERNEL, babbler)):
+        subprocess.run([str(binary), "install", "--user", "--name", name, "--model", str(folder),
+                        "--no-labextension"], check=True, capture_output=True)
+        spec_path = data_dir / "kernels" / name / "kernel.json"
+        spec = json.loads(spec_path.read_text())
+        spec["argv"] += ["--max-output-tokens", str(OUTPUT_TOKENS)]
+        spec_path.write_text(json.dumps(spec, indent=1))
     py = data_dir / "kernels" / PY_KERNEL
     py.mkdir(parents=True)
     (py / "kernel.json").write_text(json.dumps({
@@ -214,7 +237,8 @@ def main() -> int:
         results = {}
         for kernel in (PY_KERNEL, NP_KERNEL):
             print(f"measuring {kernel} ({args.trials} trials)...", file=sys.stderr, flush=True)
-            results[kernel] = measure(kernel, args.trials)
+            results[kernel] = measure(kernel, args.trials,
+                                      NP_EXEC_KERNEL if kernel == NP_KERNEL else None)
 
     py, np_ = results[PY_KERNEL], results[NP_KERNEL]
     rows = [
