@@ -5,8 +5,8 @@
 //   NP_CELL1  code of cell 1 (default: import numpy as np)
 //   NP_NEXT   expected ghost text (the predicted next cell) after cell 1 runs
 //             (default: x = np.arange(5))
-//   NP_PREFIX text typed into an empty cell (one line, typed key by key) (default: print("h)
-//   NP_REST   expected ghost text after NP_PREFIX (the predicted rest) (default: ello, world"))
+//   NP_PREFIX text typed into an empty cell (one line, typed key by key) (default: x = np.ar)
+//   NP_REST   expected ghost text after NP_PREFIX (the predicted rest) (default: ange(5))
 //   NP_KERNEL kernelspec name under test (default: notebook-predictor)
 //   NP_OTHER_KERNEL a kernel that must never get ghost text (default: python3)
 //   plus the harness variables (see README.md).
@@ -22,8 +22,8 @@ const want = {
   otherKernel: process.env.NP_OTHER_KERNEL ?? 'python3',
   cell1: process.env.NP_CELL1 ?? 'import numpy as np',
   next: process.env.NP_NEXT ?? 'x = np.arange(5)',
-  prefix: process.env.NP_PREFIX ?? 'print("h',
-  rest: process.env.NP_REST ?? 'ello, world")'
+  prefix: process.env.NP_PREFIX ?? 'x = np.ar',
+  rest: process.env.NP_REST ?? 'ange(5)'
 };
 
 let lab;
