@@ -151,9 +151,9 @@ pub struct TrainArgs {
     /// Continue the run saved in --out
     #[arg(long)]
     pub resume: bool,
-    /// Number of passes over the data
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
+    /// Number of passes over the data (default 10, or the resumed run's own)
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Stop (and save) after this much time, e.g. 30m, 2h, 90s
     #[arg(long, value_parser = parse_duration)]
     pub time_budget: Option<Duration>,
@@ -405,7 +405,9 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
                 eprintln!("\nsecond interrupt: exiting without saving");
-                std::process::exit(130);
+                // Exit at once, without running exit handlers under libtorch's running threads.
+                // SAFETY: _exit has no preconditions.
+                unsafe { libc::_exit(130) };
             }
             eprintln!("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit at once)");
         })
@@ -416,6 +418,21 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
     } else {
         notebook_predictor::default_device()
     };
+    let resumed = if a.resume {
+        Some(
+            notebook_predictor::checkpoint::read_config(&a.out)
+                .with_context(|| format!("--resume: no run to continue in {}", a.out.display()))?,
+        )
+    } else {
+        None
+    };
+    let epochs = a
+        .epochs
+        .or(resumed
+            .as_ref()
+            .map(|c| c.training.epochs)
+            .filter(|&e| e > 0))
+        .unwrap_or(10);
     // `--resume` alone reuses the paths the run was started with.
     let (paths, valid) = if a.paths.is_empty() && a.resume {
         let cfg = notebook_predictor::checkpoint::read_config(&a.out).with_context(|| {
@@ -446,7 +463,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         from: a.from.clone(),
         resume: a.resume,
         valid,
-        epochs: a.epochs,
+        epochs,
         time_budget: a.time_budget,
         batch_size: a.batch_size,
         seq_len: a.seq_len,
@@ -481,7 +498,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         "checkpoint: {}\n  epochs {} / {}, steps {}, tokens seen {}, {:.0} tokens/s this run, {:.0} s in all",
         report.out.display(),
         st.epoch,
-        opts.epochs,
+        epochs,
         st.global_step,
         st.tokens_seen,
         report.tokens_per_sec,

@@ -339,8 +339,118 @@ pub fn parse_bundle_text(text: &str) -> (Vec<String>, String) {
     (mimes, rest.unwrap_or("").to_string())
 }
 
+/// Whether a Python cell ends in an expression statement, the only case in which IPython shows
+/// an `execute_result`: the last top-level statement is not an assignment, import, definition,
+/// control-flow statement or magic, and does not end with `;`.
+pub fn ends_in_expression(code: &str) -> bool {
+    let lines: Vec<&str> = code
+        .lines()
+        .filter(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#')
+        })
+        .collect();
+    let Some(last) = lines.last() else {
+        return false;
+    };
+    // The last statement starts at the last line that is not indented and does not continue
+    // an open bracket; a simple bracket count over the whole cell is enough here.
+    let start = lines
+        .iter()
+        .rposition(|l| !l.starts_with(' ') && !l.starts_with('\t'))
+        .unwrap_or(0);
+    let stmt = lines[start..].join("\n");
+    let first = lines[start].trim_start();
+    if last.starts_with(' ') || last.starts_with('\t') {
+        // Inside a block (for/def/with ...), unless it is a bracket continuation.
+        let opened = stmt.matches(['(', '[', '{']).count();
+        let closed = stmt.matches([')', ']', '}']).count();
+        if opened == 0 || opened != closed {
+            return false;
+        }
+    }
+    if stmt.trim_end().ends_with(';') {
+        return false;
+    }
+    const KEYWORDS: [&str; 24] = [
+        "import ",
+        "from ",
+        "def ",
+        "class ",
+        "for ",
+        "while ",
+        "if ",
+        "with ",
+        "try:",
+        "return",
+        "del ",
+        "pass",
+        "assert ",
+        "raise",
+        "global ",
+        "nonlocal ",
+        "elif ",
+        "else:",
+        "except",
+        "finally:",
+        "async ",
+        "@",
+        "%",
+        "!",
+    ];
+    if KEYWORDS.iter().any(|k| first.starts_with(k)) || first.starts_with("print(") {
+        return false;
+    }
+    // A top-level `=` (not ==, <=, >=, !=, and not inside brackets) is an assignment.
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let chars: Vec<char> = stmt.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            '=' if depth == 0 => {
+                let prev = if i > 0 { chars[i - 1] } else { ' ' };
+                let next = chars.get(i + 1).copied().unwrap_or(' ');
+                if next != '=' && !matches!(prev, '=' | '<' | '>' | '!') {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn expressions_and_statements() {
+        use super::ends_in_expression as e;
+        assert!(e("6*7"));
+        assert!(e("x = 1\nx"));
+        assert!(e("df.head()"));
+        assert!(e("a == b"));
+        assert!(e("plt.plot(\n    [1, 2],\n    [3, 4],\n)"));
+        assert!(!e("x = 1"));
+        assert!(!e("x += 1"));
+        assert!(!e("import numpy as np"));
+        assert!(!e("print('a = b')"));
+        assert!(!e("for i in x:\n    i"));
+        assert!(!e("def f():\n    return 1"));
+        assert!(!e("x;"));
+        assert!(!e("%matplotlib inline"));
+        assert!(!e("# just a comment"));
+        assert!(e("f(a=1)"));
+    }
+
     use super::*;
 
     #[test]

@@ -143,19 +143,32 @@ struct Batches {
 
 impl Batches {
     fn new(lens: &[usize], batch: usize, seq_len: usize, seed: u64, epoch: usize) -> Batches {
-        let mut order: Vec<usize> = (0..lens.len()).collect();
+        let chunks_of = |nb: usize| lens[nb].saturating_sub(1).div_ceil(seq_len);
         let mut rng =
             rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+        // Longest notebooks first, each to the least-loaded lane, keeps the lanes even (so few
+        // steps run half empty); each lane's notebooks are then shuffled.
+        let mut order: Vec<usize> = (0..lens.len()).collect();
         order.shuffle(&mut rng);
-        let mut lanes: Vec<Vec<(usize, usize)>> = vec![Vec::new(); batch];
+        order.sort_by_key(|&nb| std::cmp::Reverse(chunks_of(nb)));
+        let mut assigned: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); batch.max(1)];
         for nb in order {
-            let chunks = lens[nb].saturating_sub(1).div_ceil(seq_len);
-            let lane = lanes
+            let lane = assigned
                 .iter_mut()
-                .min_by_key(|l| l.len())
+                .min_by_key(|l| l.0)
                 .expect("batch is at least 1");
-            lane.extend((0..chunks).map(|c| (nb, c)));
+            lane.0 += chunks_of(nb);
+            lane.1.push(nb);
         }
+        let lanes: Vec<Vec<(usize, usize)>> = assigned
+            .into_iter()
+            .map(|(_, mut nbs)| {
+                nbs.shuffle(&mut rng);
+                nbs.into_iter()
+                    .flat_map(|nb| (0..chunks_of(nb)).map(move |c| (nb, c)))
+                    .collect()
+            })
+            .collect();
         let steps = lanes.iter().map(Vec::len).max().unwrap_or(0);
         let plan = (0..steps)
             .map(|s| lanes.iter().map(|l| l.get(s).copied()).collect())
@@ -632,7 +645,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
         (None, Some(b)) => Tokenizer::from_proto(b.tokenizer.proto().to_vec())?,
         (None, None) => {
             say(format!(
-                "training the tokenizer ({} pieces) on {} notebooks",
+                "training the tokenizer (up to {} pieces) on {} notebooks",
                 opts.tokenizer.vocab_size,
                 train_nbs.len()
             ));
@@ -729,7 +742,18 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
         state.lr = opts
             .lr
             .unwrap_or(if state.from.is_some() { 5e-4 } else { 3e-3 });
-        state.warmup_steps = opts.warmup_steps;
+        // Short runs (such as fine-tuning on a few notebooks) warm up over a tenth of their steps.
+        let planned = Batches::new(
+            &train_data.iter().map(Vec::len).collect::<Vec<_>>(),
+            opts.batch_size.max(1),
+            opts.seq_len.max(2),
+            opts.seed,
+            0,
+        )
+        .plan
+        .len()
+            * opts.epochs;
+        state.warmup_steps = opts.warmup_steps.min((planned / 10).max(1));
         state.clip_norm = opts.clip_norm;
     }
     state.epochs = opts.epochs;
@@ -898,6 +922,27 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
             }
         }
         bar.finish_and_clear();
+        if loss_n > 0 {
+            append_metrics(
+                &opts.out_dir_ready()?,
+                &MetricsRow {
+                    kind: "train",
+                    epoch: state.epoch + 1,
+                    step: state.global_step,
+                    tokens: state.tokens_seen,
+                    elapsed: elapsed_before + started.elapsed().as_secs_f64(),
+                    lr: lr_at(
+                        state.global_step,
+                        state.lr,
+                        state.warmup_steps,
+                        state.total_steps,
+                    ),
+                    train_loss: Some(loss_acc / loss_n as f64),
+                    valid: None,
+                    tokens_per_sec: tps,
+                },
+            )?;
+        }
         state.epoch += 1;
         state.step_in_epoch = 0;
         state.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();

@@ -273,8 +273,16 @@ impl Predictor {
         let mut probs: Vec<f64> = Vec::new();
         let mut tokens = 0usize;
         let mut interrupted = false;
-        // The first token after code must open an output or end the cell.
-        let choices = self.output_choices.clone();
+        // The first token after code must open an output or end the cell. Python shows an
+        // execute_result only when the cell ends in an expression, so no result otherwise.
+        let result_id = self.loaded.tokenizer.marker_id(Marker::Result);
+        let may_have_result = crate::sequence::ends_in_expression(code);
+        let choices: Vec<u32> = self
+            .output_choices
+            .iter()
+            .copied()
+            .filter(|&id| may_have_result || id != result_id)
+            .collect();
         let (mut next, p) = self.sampler.pick(&self.next_logits, Some(&choices));
         probs.push(p);
         let mut current: Option<OpenOutput> = None;
@@ -300,6 +308,7 @@ impl Predictor {
                         stream: Utf8Stream::default(),
                         probs: Vec::new(),
                         text: String::new(),
+                        ids: Vec::new(),
                     });
                 }
                 Some(_) => {
@@ -323,7 +332,11 @@ impl Predictor {
             if interrupted {
                 break;
             }
-            if tokens >= self.limits.max_output_tokens {
+            if let Some(o) = current.as_mut() {
+                o.ids.push(next);
+            }
+            let looping = current.as_ref().is_some_and(|o| repeats(&o.ids));
+            if tokens >= self.limits.max_output_tokens || looping {
                 let tok = &self.loaded.tokenizer;
                 let tail = [tok.marker_id(Marker::Truncated), tok.marker_id(Marker::End)];
                 let (state, logits) = self.run(&self.state, &tail);
@@ -335,6 +348,15 @@ impl Predictor {
                 break;
             }
             let (t, p) = self.sampler.pick(&self.next_logits, None);
+            let (t, p) = if t == result_id && !may_have_result {
+                // Not possible in Python: take the best token that is not a result marker.
+                let allowed: Vec<u32> = (0..self.next_logits.len() as u32)
+                    .filter(|&id| id != result_id)
+                    .collect();
+                self.sampler.pick(&self.next_logits, Some(&allowed))
+            } else {
+                (t, p)
+            };
             next = t;
             probs.push(p);
             if let Some(o) = current.as_mut() {
@@ -467,6 +489,7 @@ impl Predictor {
         let mut probs = Vec::new();
         let mut h = state.shallow_clone();
         let mut next = first;
+        let mut ids = vec![first];
         for _ in 0..self.limits.max_cell_tokens {
             if one_line && bytes.len() > heal.len() && bytes[heal.len()..].contains(&b'\n') {
                 break;
@@ -484,6 +507,10 @@ impl Predictor {
             }
             probs.push(p);
             bytes.extend_from_slice(tok.token_bytes(t));
+            ids.push(t);
+            if repeats(&ids) || ends_with_repeated_line(&mut bytes) {
+                break;
+            }
             next = t;
         }
         (bytes, probs)
@@ -593,6 +620,43 @@ struct OpenOutput {
     stream: Utf8Stream,
     probs: Vec<f64>,
     text: String,
+    ids: Vec<u32>,
+}
+
+/// When the last complete line of `bytes` already appeared earlier (a loop over several
+/// lines), cuts it off and returns true.
+fn ends_with_repeated_line(bytes: &mut Vec<u8>) -> bool {
+    if bytes.last() != Some(&b'\n') {
+        return false;
+    }
+    let body = &bytes[..bytes.len() - 1];
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = &body[start..];
+    if line.iter().filter(|b| !b.is_ascii_whitespace()).count() < 4 {
+        return false;
+    }
+    let earlier = body[..start].split(|&b| b == b'\n').any(|l| l == line);
+    if earlier {
+        bytes.truncate(start);
+    }
+    earlier
+}
+
+/// True when the tail of `ids` is one short pattern (1 to 8 tokens) repeated at least 6 times
+/// (or one token 12 times): greedy decoding has fallen into a loop it will not leave.
+fn repeats(ids: &[u32]) -> bool {
+    for period in 1..=8usize {
+        let times = if period == 1 { 12 } else { 6 };
+        let need = period * times;
+        if ids.len() < need {
+            continue;
+        }
+        let tail = &ids[ids.len() - need..];
+        if tail.chunks(period).all(|c| c == &tail[..period]) {
+            return true;
+        }
+    }
+    false
 }
 
 fn finish_output(current: Option<OpenOutput>, truncated: bool) -> Option<PredictedOutput> {
