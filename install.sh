@@ -146,5 +146,7 @@ echo "Choose \"Notebook Predictor\" in JupyterLab's launcher. JupyterLab is in $
 
 if [ "$LAB" = 1 ]; then
   step "starting JupyterLab (Ctrl-C to stop)"
-  exec "$VENV/bin/jupyter" lab
+  LAB_ARGS=()
+  if [ "$(id -u)" = 0 ]; then LAB_ARGS+=(--allow-root); fi
+  exec "$VENV/bin/jupyter" lab "${LAB_ARGS[@]}"
 fi
