@@ -285,19 +285,24 @@ fn exit_with_parent() {
 
 fn run_kernel(a: KernelArgs) -> Result<ExitCode> {
     let dir = notebook_predictor::resolve_model(a.model.model.as_deref());
-    // A model that cannot be loaded still gives a working kernel that explains why.
-    let model = match Predictor::load(&dir, a.model.device()) {
-        Ok(mut p) => {
-            p.limits.max_output_tokens = a.max_output_tokens;
-            Ok(p)
-        }
-        Err(e) => {
-            tracing::error!("cannot load the model at {}: {e}", dir.display());
-            Err((dir, e.to_string()))
-        }
-    };
+    let device = a.model.device();
+    let max_output_tokens = a.max_output_tokens;
     exit_with_parent();
-    let interp = notebook_predictor::interpreter::PredictorInterpreter::new(model);
+    // The model loads on its own thread while the sockets come up. A model that cannot be
+    // loaded still gives a working kernel that explains why in every execution.
+    let load_dir = dir.clone();
+    let interp = notebook_predictor::interpreter::PredictorInterpreter::loading(dir, move || {
+        match Predictor::load(&load_dir, device) {
+            Ok(mut p) => {
+                p.limits.max_output_tokens = max_output_tokens;
+                Ok(p)
+            }
+            Err(e) => {
+                tracing::error!("cannot load the model at {}: {e}", load_dir.display());
+                Err((load_dir, e.to_string()))
+            }
+        }
+    });
     notebook_predictor::kernel::run(&a.connection_file, Box::new(interp))
         .with_context(|| format!("kernel for {}", a.connection_file.display()))?;
     Ok(ExitCode::SUCCESS)

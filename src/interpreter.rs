@@ -12,50 +12,111 @@ use std::path::PathBuf;
 /// The comm target the JupyterLab extension talks to.
 pub const COMM_TARGET: &str = "notebook_predictor";
 
+/// A model, or why it could not be loaded.
+pub type ModelResult = Result<Predictor, (PathBuf, String)>;
+
+/// The model as the interpreter holds it: still loading on its own thread, or loaded.
+enum ModelState {
+    Loading(std::thread::JoinHandle<ModelResult>),
+    Ready(Box<ModelResult>),
+}
+
 /// The predictor behind the kernel, or why it could not be loaded.
 pub struct PredictorInterpreter {
-    model: Result<Predictor, (PathBuf, String)>,
+    state: ModelState,
+    banner: String,
     /// The last suggestion, keyed by (cells predicted so far, text before the cursor): the
     /// front end often asks twice for the same thing around an execution.
     last_suggestion: Option<((usize, String), (String, f64))>,
 }
 
 impl PredictorInterpreter {
-    pub fn new(model: Result<Predictor, (PathBuf, String)>) -> PredictorInterpreter {
+    pub fn new(model: ModelResult) -> PredictorInterpreter {
+        let banner = match &model {
+            Ok(p) => banner_for(&p.checkpoint().path, Ok(&p.checkpoint().config)),
+            Err((path, reason)) => banner_for(path, Err(reason)),
+        };
         PredictorInterpreter {
-            model,
+            state: ModelState::Ready(Box::new(model)),
+            banner,
             last_suggestion: None,
         }
     }
 
-    fn banner(&self) -> String {
-        let head = format!(
-            "Notebook Predictor {}: predicts what Python would print; runs nothing.",
-            env!("CARGO_PKG_VERSION")
-        );
-        match &self.model {
-            Ok(p) => {
-                let c = &p.checkpoint().config;
-                let valid = c
-                    .training
-                    .last_valid
-                    .as_ref()
-                    .map(|v| format!(", validation loss {:.3}", v.loss))
-                    .unwrap_or_default();
-                format!(
-                    "{head}\nModel: {} ({} parameters; GRU {}x{}, vocabulary {}; trained on {} notebooks, {} tokens, {} epochs{valid})",
-                    p.checkpoint().path.display(),
-                    c.model.num_params(),
-                    c.model.num_layers,
-                    c.model.hidden_size,
-                    c.model.vocab_size,
-                    c.corpus.notebooks,
-                    c.training.tokens_seen,
-                    c.training.epoch,
-                )
-            }
-            Err((path, reason)) => format!("{head}\nNo model: {}: {reason}", path.display()),
+    /// Starts loading the model at `dir` on its own thread, so the kernel can answer
+    /// `kernel_info` before the weights are in memory. The banner comes from `config.json`.
+    pub fn loading(
+        dir: PathBuf,
+        load: impl FnOnce() -> ModelResult + Send + 'static,
+    ) -> PredictorInterpreter {
+        let banner = match crate::checkpoint::read_config(&dir) {
+            Ok(cfg) => banner_for(&dir, Ok(&cfg)),
+            Err(e) => banner_for(&dir, Err(&e.to_string())),
+        };
+        let state = match std::thread::Builder::new()
+            .name("model-loader".into())
+            .spawn(load)
+        {
+            Ok(handle) => ModelState::Loading(handle),
+            Err(e) => ModelState::Ready(Box::new(Err((
+                dir,
+                format!("cannot start the loader thread: {e}"),
+            )))),
+        };
+        PredictorInterpreter {
+            state,
+            banner,
+            last_suggestion: None,
         }
+    }
+
+    /// The model, waiting for the loader thread the first time.
+    fn model(&mut self) -> &mut ModelResult {
+        if let ModelState::Loading(_) = self.state {
+            let placeholder = ModelState::Ready(Box::new(Err((PathBuf::new(), String::new()))));
+            if let ModelState::Loading(handle) = std::mem::replace(&mut self.state, placeholder) {
+                let result = handle.join().unwrap_or_else(|_| {
+                    Err((PathBuf::new(), "the model loader panicked".to_string()))
+                });
+                self.state = ModelState::Ready(Box::new(result));
+            }
+        }
+        match &mut self.state {
+            ModelState::Ready(m) => m.as_mut(),
+            ModelState::Loading(_) => unreachable!("the loader was joined above"),
+        }
+    }
+}
+
+fn banner_for(
+    path: &std::path::Path,
+    config: Result<&crate::checkpoint::CheckpointConfig, &String>,
+) -> String {
+    let head = format!(
+        "Notebook Predictor {}: predicts what Python would print; runs nothing.",
+        env!("CARGO_PKG_VERSION")
+    );
+    match config {
+        Ok(c) => {
+            let valid = c
+                .training
+                .last_valid
+                .as_ref()
+                .map(|v| format!(", validation loss {:.3}", v.loss))
+                .unwrap_or_default();
+            format!(
+                "{head}\nModel: {} ({} parameters; GRU {}x{}, vocabulary {}; trained on {} notebooks, {} tokens, {} epochs{valid})",
+                path.display(),
+                c.model.num_params(),
+                c.model.num_layers,
+                c.model.hidden_size,
+                c.model.vocab_size,
+                c.corpus.notebooks,
+                c.training.tokens_seen,
+                c.training.epoch,
+            )
+        }
+        Err(reason) => format!("{head}\nNo model: {}: {reason}", path.display()),
     }
 }
 
@@ -155,7 +216,7 @@ impl Interpreter for PredictorInterpreter {
         InterpreterInfo {
             implementation: "notebook-predictor".into(),
             implementation_version: env!("CARGO_PKG_VERSION").into(),
-            banner: self.banner(),
+            banner: self.banner.clone(),
             language_name: "python".into(),
             language_version: "3".into(),
             mimetype: "text/x-python".into(),
@@ -173,7 +234,7 @@ impl Interpreter for PredictorInterpreter {
         sink: &mut dyn OutputSink,
         interrupt: &InterruptFlag,
     ) -> ExecuteStatus {
-        let p = match &mut self.model {
+        let p = match self.model() {
             Ok(p) => p,
             Err((path, reason)) => {
                 let evalue = format!("cannot load the model at {}: {reason}", path.display());
@@ -218,7 +279,7 @@ impl Interpreter for PredictorInterpreter {
     }
 
     fn complete(&mut self, code: &str, cursor_pos: usize) -> Completion {
-        let Ok(p) = &mut self.model else {
+        let Ok(p) = self.model() else {
             return Completion {
                 cursor_start: cursor_pos,
                 cursor_end: cursor_pos,
@@ -259,7 +320,7 @@ impl Interpreter for PredictorInterpreter {
     }
 
     fn inspect(&mut self, code: &str, cursor_pos: usize, _detail_level: u8) -> Inspection {
-        let Ok(p) = &mut self.model else {
+        let Ok(p) = self.model() else {
             return Inspection::default();
         };
         // The line under the cursor, evaluated on a copy of the session.
@@ -320,26 +381,28 @@ impl Interpreter for PredictorInterpreter {
         } else {
             "rest"
         };
-        let (text, confidence) = match &mut self.model {
+        let prefix = if kind == "next_cell" {
+            ""
+        } else {
+            char_prefix(code, cursor)
+        };
+        let mut cache = self.last_suggestion.take();
+        let (text, confidence) = match self.model() {
             Ok(p) => {
-                let prefix = if kind == "next_cell" {
-                    ""
-                } else {
-                    char_prefix(code, cursor)
-                };
                 let key = (p.cells(), prefix.to_string());
-                match &self.last_suggestion {
+                match cache.as_ref() {
                     Some((k, v)) if *k == key => v.clone(),
                     _ => {
                         let s = p.complete(prefix);
                         let v = (s.text, s.confidence);
-                        self.last_suggestion = Some((key, v.clone()));
+                        cache = Some((key, v.clone()));
                         v
                     }
                 }
             }
             Err(_) => (String::new(), 0.0),
         };
+        self.last_suggestion = cache;
         Some(json!({
             "request_id": request_id,
             "text": text,
