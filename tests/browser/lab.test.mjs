@@ -16,7 +16,7 @@ import * as h from './harness.mjs';
 const KERNEL = 'notebook-predictor';
 const DISPLAY = 'Notebook Predictor';
 // A kernelspec whose model cannot end an output and whose output limit is 100000 tokens: the
-// fixture model itself ends every output within milliseconds (see make-babbler-model.py).
+// fixture model itself ends every output within milliseconds (see tests/fixtures/make_babbler_model.py).
 const LONG_KERNEL = 'notebook-predictor-long';
 const LONG_DISPLAY = 'Notebook Predictor (long outputs)';
 const SAVED_NAME = 'predicted.ipynb';
@@ -39,7 +39,7 @@ before(async () => {
     extraSpecs: tmp => {
       const babbler = path.join(tmp, 'babbler-model');
       execFileSync(path.join(h.config.venv, 'bin/python'), [
-        path.join(h.repoRoot, 'tests/browser/make-babbler-model.py'),
+        path.join(h.repoRoot, 'tests/fixtures/make_babbler_model.py'),
         h.config.model || h.fixtureModel(),
         babbler
       ]);

@@ -3,20 +3,17 @@ through jupyter_client, and waiting on replies and iopub messages with timeouts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
-import numpy as np
 from jupyter_client.manager import KernelManager
-from safetensors.numpy import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("NOTEBOOK_PREDICTOR_BIN", ROOT / "target" / "release" / "notebook-predictor"))
@@ -68,66 +65,11 @@ def write_kernelspec(env: Env, name: str, argv: list[str]) -> Path:
 
 # --- models derived from the fixture model ------------------------------------------------
 
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return value, i
-
-
-def _fields(buf: bytes):
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            value, i = _varint(buf, i)
-        elif wt == 1:
-            value, i = buf[i:i + 8], i + 8
-        elif wt == 2:
-            n, i = _varint(buf, i)
-            value, i = buf[i:i + n], i + n
-        elif wt == 5:
-            value, i = buf[i:i + 4], i + 4
-        else:
-            raise ValueError(f"protobuf wire type {wt}")
-        yield num, wt, value
-
-
-def tokenizer_pieces(model_dir: Path) -> list[str]:
-    """The pieces of the SentencePiece tokenizer.model, in id order."""
-    out = []
-    for num, wt, value in _fields((model_dir / "tokenizer.model").read_bytes()):
-        if num == 1 and wt == 2:
-            out.append(next(v for n, _, v in _fields(value) if n == 1).decode())
-    return out
-
-
-# Markers that would end or switch an output (src/sequence.rs); <|stdout|> stays allowed.
-BLOCKED_MARKERS = ["<|notebook|>", "<|markdown|>", "<|raw|>", "<|code|>", "<|stderr|>",
-                   "<|result|>", "<|error|>", "<|display|>", "<|end|>", "<|truncated|>"]
-
-
 def make_babbler(src: Path, dst: Path) -> Path:
     """A copy of `src` whose output head can never end an output: every cell streams stdout until
-    --max-output-tokens. config.json gets the new weights' sha256, which the kernel checks."""
-    ids = {p: i for i, p in enumerate(tokenizer_pieces(src))}
-    missing = [m for m in BLOCKED_MARKERS if m not in ids]
-    assert not missing, f"markers missing from {src}/tokenizer.model: {missing}"
-    weights = load_file(str(src / "model.safetensors"))
-    bias = weights["head.bias"].copy()
-    bias[[ids[m] for m in BLOCKED_MARKERS]] = np.float32(-1e4)
-    weights["head.bias"] = bias
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src / "tokenizer.model", dst / "tokenizer.model")
-    save_file(weights, str(dst / "model.safetensors"))
-    config = json.loads((src / "config.json").read_text())
-    config["weights_sha256"] = hashlib.sha256((dst / "model.safetensors").read_bytes()).hexdigest()
-    (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    --max-output-tokens (made by tests/fixtures/make_babbler_model.py)."""
+    script = Path(__file__).resolve().parents[1] / "fixtures" / "make_babbler_model.py"
+    subprocess.run([sys.executable, str(script), str(src), str(dst)], check=True)
     return dst
 
 
