@@ -492,6 +492,23 @@ fn append_metrics(out: &Path, row: &MetricsRow) -> Result<(), TrainError> {
     .map_err(io)
 }
 
+impl MetricsRow {
+    /// A training-loss row at the state's current step.
+    fn train(state: &TrainingState, lr: f64, loss: f64, tokens_per_sec: f64) -> MetricsRow {
+        MetricsRow {
+            kind: "train",
+            epoch: state.epoch + 1,
+            step: state.global_step,
+            tokens: state.tokens_seen,
+            elapsed: state.elapsed_secs,
+            lr,
+            train_loss: Some(loss),
+            valid: None,
+            tokens_per_sec,
+        }
+    }
+}
+
 struct MetricsRow {
     kind: &'static str,
     epoch: usize,
@@ -898,17 +915,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
                 state.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();
                 append_metrics(
                     &opts.out_dir_ready()?,
-                    &MetricsRow {
-                        kind: "train",
-                        epoch: state.epoch + 1,
-                        step: state.global_step,
-                        tokens: state.tokens_seen,
-                        elapsed: state.elapsed_secs,
-                        lr,
-                        train_loss: Some(loss_acc / loss_n as f64),
-                        valid: None,
-                        tokens_per_sec: tps,
-                    },
+                    &MetricsRow::train(&state, lr, loss_acc / loss_n as f64, tps),
                 )?;
                 loss_acc = 0.;
                 loss_n = 0;
@@ -923,24 +930,16 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
         }
         bar.finish_and_clear();
         if loss_n > 0 {
+            state.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();
+            let lr = lr_at(
+                state.global_step,
+                state.lr,
+                state.warmup_steps,
+                state.total_steps,
+            );
             append_metrics(
                 &opts.out_dir_ready()?,
-                &MetricsRow {
-                    kind: "train",
-                    epoch: state.epoch + 1,
-                    step: state.global_step,
-                    tokens: state.tokens_seen,
-                    elapsed: elapsed_before + started.elapsed().as_secs_f64(),
-                    lr: lr_at(
-                        state.global_step,
-                        state.lr,
-                        state.warmup_steps,
-                        state.total_steps,
-                    ),
-                    train_loss: Some(loss_acc / loss_n as f64),
-                    valid: None,
-                    tokens_per_sec: tps,
-                },
+                &MetricsRow::train(&state, lr, loss_acc / loss_n as f64, tps),
             )?;
         }
         state.epoch += 1;

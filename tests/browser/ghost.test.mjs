@@ -51,17 +51,6 @@ async function step(t, page, name, fn) {
   });
 }
 
-async function waitForCell(page, index, mode) {
-  await page.waitForFunction(
-    ([i, m]) => {
-      const nb = window.jupyterapp.shell.currentWidget.content;
-      return nb.activeCellIndex === i && nb.mode === m;
-    },
-    [index, mode],
-    { timeout: 20_000 }
-  );
-}
-
 /** Puts code into the active cell and focuses its editor. */
 async function fillFirstCell(page, code) {
   await page.evaluate(
@@ -69,7 +58,7 @@ async function fillFirstCell(page, code) {
     code
   );
   await page.click(`${h.activeCell} .cm-content`);
-  await waitForCell(page, 0, 'edit');
+  await h.waitForCell(page, 0, 'edit');
 }
 
 test(`${want.kernel}: ghost text for the next cell and the rest of a cell`, async t => {
@@ -81,7 +70,7 @@ test(`${want.kernel}: ghost text for the next cell and the rest of a cell`, asyn
 
   await step(t, page, 'after Shift+Enter the new empty cell shows the predicted next cell', async () => {
     await page.keyboard.press('Shift+Enter');
-    await waitForCell(page, 1, 'edit');
+    await h.waitForCell(page, 1, 'edit');
     await h.waitForGhost(page, want.next);
     await page.screenshot({ path: path.join(h.config.artifacts, 'ghost-next-cell.png') });
   });
@@ -94,11 +83,11 @@ test(`${want.kernel}: ghost text for the next cell and the rest of a cell`, asyn
 
   await step(t, page, 'typing a prefix shows the predicted rest; Tab accepts it', async () => {
     await page.keyboard.press('Escape');
-    await waitForCell(page, 1, 'command');
+    await h.waitForCell(page, 1, 'command');
     await page.keyboard.press('b');
-    await waitForCell(page, 2, 'command');
+    await h.waitForCell(page, 2, 'command');
     await page.keyboard.press('Enter');
-    await waitForCell(page, 2, 'edit');
+    await h.waitForCell(page, 2, 'edit');
     await page.keyboard.type(want.prefix);
     await h.waitForSource(page, want.prefix);
     await h.waitForGhost(page, want.rest);
@@ -110,20 +99,20 @@ test(`${want.kernel}: ghost text for the next cell and the rest of a cell`, asyn
   await step(t, page, 'Escape clears the ghost; Tab with no ghost indents', async () => {
     await page.keyboard.press('Escape');
     await page.keyboard.press('b');
-    await waitForCell(page, 3, 'command');
+    await h.waitForCell(page, 3, 'command');
     await page.keyboard.press('Enter');
-    await waitForCell(page, 3, 'edit');
+    await h.waitForCell(page, 3, 'edit');
     await page.keyboard.press('Alt+\\');
     await h.waitForGhost(page, null);
     // Escape dismisses the ghost and, as for any cell, leaves edit mode.
     await page.keyboard.press('Escape');
     await h.waitForNoGhost(page);
-    await waitForCell(page, 3, 'command');
+    await h.waitForCell(page, 3, 'command');
     // A reply to an earlier request may still draw a ghost when the cell is
     // re-entered; dismiss it until the cell stays without one.
     for (let attempt = 0; ; attempt++) {
       await page.keyboard.press('Enter');
-      await waitForCell(page, 3, 'edit');
+      await h.waitForCell(page, 3, 'edit');
       // CodeMirror makes Tab move focus for 2 s after an Escape (its keyboard
       // escape hatch); wait until that window has closed.
       await page.waitForFunction(() => {
@@ -136,7 +125,7 @@ test(`${want.kernel}: ghost text for the next cell and the rest of a cell`, asyn
       }
       await page.keyboard.press('Escape');
       await h.waitForNoGhost(page);
-      await waitForCell(page, 3, 'command');
+      await h.waitForCell(page, 3, 'command');
     }
     await page.keyboard.press('Tab');
     await h.waitForSource(page, '    ');
@@ -164,7 +153,7 @@ test(`${want.otherKernel}: no ghost text ever appears`, async t => {
     });
     await fillFirstCell(page, 'x = 1');
     await page.keyboard.press('Shift+Enter');
-    await waitForCell(page, 1, 'edit');
+    await h.waitForCell(page, 1, 'edit');
     await page.waitForFunction(() => {
       const panel = window.jupyterapp.shell.currentWidget;
       return panel.sessionContext.session.kernel.status === 'idle' &&

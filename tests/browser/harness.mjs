@@ -295,6 +295,18 @@ export function activeSource(page) {
 }
 
 /** Waits until the active cell's source satisfies `expected` (a string). */
+/** Waits until cell `index` is the active cell and the notebook is in `mode`. */
+export async function waitForCell(page, index, mode) {
+  await page.waitForFunction(
+    ([i, m]) => {
+      const nb = window.jupyterapp.shell.currentWidget.content;
+      return nb.activeCellIndex === i && nb.mode === m;
+    },
+    [index, mode],
+    { timeout: 20_000 }
+  );
+}
+
 export async function waitForSource(page, expected, timeout = 10_000) {
   await page
     .waitForFunction(

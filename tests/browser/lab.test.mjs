@@ -137,17 +137,6 @@ async function waitForCellView(i, predicate, what, timeout = 20_000) {
   }
 }
 
-async function waitForMode(index, mode) {
-  await page.waitForFunction(
-    ([i, m]) => {
-      const nb = window.jupyterapp.shell.currentWidget.content;
-      return nb.activeCellIndex === i && nb.mode === m;
-    },
-    [index, mode],
-    { timeout: 20_000 }
-  );
-}
-
 /** Waits out CodeMirror's Tab-moves-focus window (2 s after an Escape). */
 async function waitForTabToEdit() {
   await page.waitForFunction(() => {
@@ -189,7 +178,7 @@ step('2 a notebook created from the card reaches idle', async () => {
   await page.locator(`.jp-LauncherCard[title="${DISPLAY}"]`).first().click();
   await waitForIdleKernel(KERNEL, DISPLAY);
   await page.locator(`${panelSel} .jp-Cell.jp-mod-active .cm-content`).click();
-  await waitForMode(0, 'edit');
+  await h.waitForCell(page, 0, 'edit');
 });
 
 step('3 print("hello, world") shows its predicted output and prompt [1]', async () => {
@@ -198,7 +187,7 @@ step('3 print("hello, world") shows its predicted output and prompt [1]', async 
   await page.keyboard.press('Shift+Enter');
   const view = await waitForCellView(0, v => v.prompt === '[1]:' && v.output !== '', 'prompt [1] with output');
   assert.equal(view.output.trim(), want.hello.stdout.trim());
-  await waitForMode(1, 'edit');
+  await h.waitForCell(page, 1, 'edit');
   await screenshot('03-hello-output.png');
 });
 
@@ -210,9 +199,9 @@ step('4 Tab opens the completer with the predicted continuation; accepting inser
   await h.waitForGhost(page, null).catch(() => undefined);
   await page.keyboard.press('Escape');
   await h.waitForNoGhost(page);
-  await waitForMode(1, 'command');
+  await h.waitForCell(page, 1, 'command');
   await page.keyboard.press('Enter');
-  await waitForMode(1, 'edit');
+  await h.waitForCell(page, 1, 'edit');
   await waitForTabToEdit();
   await page.evaluate(() => {
     const editor = window.jupyterapp.shell.currentWidget.content.activeCell.editor;
