@@ -66,6 +66,10 @@ pub struct TrainingState {
     /// The validation paths given with `--valid`.
     #[serde(default)]
     pub valid_inputs: Vec<String>,
+    /// The whole run's time budget in seconds (`--time-budget`): the learning rate decays over it
+    /// and the run ends, validated and finished, when it is spent.
+    #[serde(default)]
+    pub time_budget_secs: Option<f64>,
 }
 
 /// Validation figures.

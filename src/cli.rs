@@ -154,7 +154,8 @@ pub struct TrainArgs {
     /// Number of passes over the data (default 10, or the resumed run's own)
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Stop (and save) after this much time, e.g. 30m, 2h, 90s
+    /// Train for at most this long in all, e.g. 30m, 2h, 90s: the learning rate decays over it,
+    /// and the run ends validated and saved when it is spent (Ctrl-C and --resume keep it)
     #[arg(long, value_parser = parse_duration)]
     pub time_budget: Option<Duration>,
     /// Validation notebooks or folders (default: hold out 5% of PATHs)

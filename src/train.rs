@@ -358,8 +358,31 @@ pub fn lr_at(step: usize, base: f64, warmup: usize, total: usize) -> f64 {
         return base * (step + 1) as f64 / warmup as f64;
     }
     let span = total.saturating_sub(warmup).max(1);
-    let p = ((step - warmup) as f64 / span as f64).min(1.0);
+    let p = (step - warmup) as f64 / span as f64;
+    cosine(base, p)
+}
+
+/// Cosine decay from `base` to 10% of it as `progress` goes from 0 to 1.
+fn cosine(base: f64, progress: f64) -> f64 {
+    let p = progress.clamp(0.0, 1.0);
     base * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+}
+
+/// The learning rate of a run after `elapsed` seconds in all: the step schedule, or the time
+/// schedule when a time budget makes the run end sooner than its epochs would.
+pub fn scheduled_lr(state: &TrainingState, elapsed: f64) -> f64 {
+    let by_steps = lr_at(
+        state.global_step,
+        state.lr,
+        state.warmup_steps,
+        state.total_steps,
+    );
+    match state.time_budget_secs {
+        Some(budget) if budget > 0.0 && state.global_step >= state.warmup_steps => {
+            by_steps.min(cosine(state.lr, elapsed / budget))
+        }
+        _ => by_steps,
+    }
 }
 
 /// Loss and bits per character of code and of outputs over notebook streams.
@@ -774,6 +797,9 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
         state.clip_norm = opts.clip_norm;
     }
     state.epochs = opts.epochs;
+    if let Some(budget) = opts.time_budget {
+        state.time_budget_secs = Some(budget.as_secs_f64());
+    }
     state.finished = false;
     state.inputs = opts
         .inputs
@@ -812,10 +838,8 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
         Ok(())
     };
 
-    let started = Instant::now();
-    let elapsed_before = state.elapsed_secs;
-    let mut last_save = Instant::now();
     let mut stopped_early = false;
+    let mut budget_spent = false;
     let mut tokens_this_run = 0u64;
     let params = model_cfg.num_params();
     say(format!(
@@ -829,7 +853,13 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
         steps_per_epoch,
         device
     ));
-    if state.global_step == 0 && !valid_data.is_empty() {
+    // Validation figures go to the log, the state and metrics.csv.
+    let validate = |state: &mut TrainingState, tps: f64| -> Result<(), TrainError> {
+        let lr = if state.global_step == 0 {
+            0.0
+        } else {
+            scheduled_lr(state, state.elapsed_secs)
+        };
         let v = evaluate(
             &model,
             &tokenizer,
@@ -838,24 +868,35 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
             device,
         );
         say(format!(
-            "epoch 0: valid loss {:.4}, bpc code {:.3}, bpc output {:.3}",
-            v.loss, v.bpc_code, v.bpc_output
+            "epoch {}: valid loss {:.4}, bpc code {:.3}, bpc output {:.3}",
+            state.epoch, v.loss, v.bpc_code, v.bpc_output
         ));
+        if state.global_step > 0 {
+            state.best_valid_loss = Some(state.best_valid_loss.map_or(v.loss, |b| b.min(v.loss)));
+            state.last_valid = Some(v.clone());
+        }
         append_metrics(
             &opts.out_dir_ready()?,
             &MetricsRow {
                 kind: "valid",
-                epoch: 0,
-                step: 0,
-                tokens: 0,
-                elapsed: 0.,
-                lr: 0.,
+                epoch: state.epoch,
+                step: state.global_step,
+                tokens: state.tokens_seen,
+                elapsed: state.elapsed_secs,
+                lr,
                 train_loss: None,
                 valid: Some(v),
-                tokens_per_sec: 0.,
+                tokens_per_sec: tps,
             },
-        )?;
+        )
+    };
+    if state.global_step == 0 && !valid_data.is_empty() {
+        validate(&mut state, 0.0)?;
     }
+    // The clock (and so any time budget) starts after the untrained model's validation.
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_secs;
+    let mut last_save = Instant::now();
 
     'epochs: while state.epoch < opts.epochs {
         let plan = Batches::new(&lens, batch, seq_len, state.seed, state.epoch).plan;
@@ -875,21 +916,27 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
                 stopped_early = true;
                 break 'epochs;
             }
-            if let Some(budget) = opts.time_budget {
-                if started.elapsed() >= budget {
-                    stopped_early = true;
-                    say("time budget reached".into());
-                    break 'epochs;
+            let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+            if state.time_budget_secs.is_some_and(|b| elapsed >= b) {
+                budget_spent = true;
+                say("time budget spent".into());
+                if loss_n > 0 {
+                    state.elapsed_secs = elapsed;
+                    append_metrics(
+                        &opts.out_dir_ready()?,
+                        &MetricsRow::train(
+                            &state,
+                            scheduled_lr(&state, elapsed),
+                            loss_acc / loss_n as f64,
+                            tps,
+                        ),
+                    )?;
                 }
+                break 'epochs;
             }
             let slots = &plan[state.step_in_epoch];
             let (x, y, keep, count) = make_step(&train_data, slots, seq_len, device);
-            let lr = lr_at(
-                state.global_step,
-                state.lr,
-                state.warmup_steps,
-                state.total_steps,
-            );
+            let lr = scheduled_lr(&state, elapsed);
             let h0 = &h * &keep;
             let (l, h1) = train_step(&model, &mut adam, &x, &y, &h0, lr, state.clip_norm);
             h = h1;
@@ -931,12 +978,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
         bar.finish_and_clear();
         if loss_n > 0 {
             state.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();
-            let lr = lr_at(
-                state.global_step,
-                state.lr,
-                state.warmup_steps,
-                state.total_steps,
-            );
+            let lr = scheduled_lr(&state, state.elapsed_secs);
             append_metrics(
                 &opts.out_dir_ready()?,
                 &MetricsRow::train(&state, lr, loss_acc / loss_n as f64, tps),
@@ -946,38 +988,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
         state.step_in_epoch = 0;
         state.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();
         if !valid_data.is_empty() {
-            let v = evaluate(
-                &model,
-                &tokenizer,
-                &valid_data,
-                opts.max_valid_tokens,
-                device,
-            );
-            say(format!(
-                "epoch {}: valid loss {:.4}, bpc code {:.3}, bpc output {:.3}",
-                state.epoch, v.loss, v.bpc_code, v.bpc_output
-            ));
-            state.best_valid_loss = Some(state.best_valid_loss.map_or(v.loss, |b| b.min(v.loss)));
-            state.last_valid = Some(v.clone());
-            append_metrics(
-                &opts.out_dir_ready()?,
-                &MetricsRow {
-                    kind: "valid",
-                    epoch: state.epoch,
-                    step: state.global_step,
-                    tokens: state.tokens_seen,
-                    elapsed: state.elapsed_secs,
-                    lr: lr_at(
-                        state.global_step,
-                        state.lr,
-                        state.warmup_steps,
-                        state.total_steps,
-                    ),
-                    train_loss: None,
-                    valid: Some(v),
-                    tokens_per_sec: tps,
-                },
-            )?;
+            validate(&mut state, tps)?;
         } else {
             say(format!("epoch {} done", state.epoch));
         }
@@ -987,7 +998,15 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainReport, 
         let _ = plot_losses(&opts.out);
     }
     state.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();
-    if stopped_early {
+    if budget_spent {
+        // A spent budget ends the run: validate the weights where they stand, unless the epoch
+        // that just ended already did.
+        if state.step_in_epoch > 0 && !valid_data.is_empty() {
+            validate(&mut state, 0.0)?;
+        }
+        state.finished = true;
+        save(&mut config, &state, &adam, &vs)?;
+    } else if stopped_early {
         save(&mut config, &state, &adam, &vs)?;
         say(format!(
             "stopped at epoch {}, step {}; continue with --resume",
@@ -1057,5 +1076,29 @@ mod tests {
         assert!((lr_at(0, 1.0, 10, 100) - 0.1).abs() < 1e-12);
         assert!((lr_at(10, 1.0, 10, 100) - 1.0).abs() < 1e-12);
         assert!((lr_at(100, 1.0, 10, 100) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_time_budget_decays_the_rate_by_time() {
+        let mut st = TrainingState {
+            global_step: 20,
+            total_steps: 10_000,
+            lr: 1.0,
+            warmup_steps: 10,
+            ..TrainingState::default()
+        };
+        // Without a budget only the steps count.
+        assert!((scheduled_lr(&st, 500.0) - lr_at(20, 1.0, 10, 10_000)).abs() < 1e-12);
+        st.time_budget_secs = Some(100.0);
+        // Half the budget spent: halfway down the cosine, whatever the step.
+        assert!((scheduled_lr(&st, 50.0) - 0.55).abs() < 1e-12);
+        assert!((scheduled_lr(&st, 100.0) - 0.1).abs() < 1e-12);
+        assert!((scheduled_lr(&st, 250.0) - 0.1).abs() < 1e-12);
+        // Steps that run out first still win.
+        st.global_step = 10_000;
+        assert!((scheduled_lr(&st, 1.0) - 0.1).abs() < 1e-12);
+        // Warm-up is by steps.
+        st.global_step = 4;
+        assert!((scheduled_lr(&st, 99.0) - 0.5).abs() < 1e-12);
     }
 }
