@@ -151,7 +151,8 @@ pub struct TrainArgs {
     /// Continue the run saved in --out
     #[arg(long)]
     pub resume: bool,
-    /// Number of passes over the data (default 10, or the resumed run's own)
+    /// Number of passes over the data (default 10, or the resumed run's own; with only
+    /// --time-budget, as many as the budget allows)
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Train for at most this long in all, e.g. 30m, 2h, 90s: the learning rate decays over it,
@@ -404,6 +405,9 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Epochs of a run bounded only by its time budget.
+const UNBOUNDED_EPOCHS: usize = 1000;
+
 fn run_train(a: TrainArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -438,7 +442,11 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
             .as_ref()
             .map(|c| c.training.epochs)
             .filter(|&e| e > 0))
-        .unwrap_or(10);
+        .unwrap_or(if a.time_budget.is_some() {
+            UNBOUNDED_EPOCHS
+        } else {
+            10
+        });
     // `--resume` alone reuses the paths the run was started with.
     let (paths, valid) = if a.paths.is_empty() && a.resume {
         let cfg = notebook_predictor::checkpoint::read_config(&a.out).with_context(|| {
