@@ -195,6 +195,10 @@ pub struct TrainArgs {
     /// Cut outputs longer than this many characters
     #[arg(long, default_value_t = TextLimits::default().max_output_chars)]
     pub max_output_chars: usize,
+    /// Keep markdown and raw cells up to this many characters (0 leaves them out: the kernel
+    /// sees only code cells, so by default the model learns code and outputs alone)
+    #[arg(long, default_value_t = TextLimits::default().max_markdown_chars)]
+    pub max_markdown_chars: usize,
     /// Save a checkpoint at least this often
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub save_every: Duration,
@@ -495,6 +499,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         },
         text: TextLimits {
             max_output_chars: a.max_output_chars,
+            max_markdown_chars: a.max_markdown_chars,
             ..TextLimits::default()
         },
         tokenizer: tokenizer::TrainOptions {

@@ -78,7 +78,8 @@ pub struct TextLimits {
     pub max_output_chars: usize,
     /// Longest code cell kept, in characters.
     pub max_code_chars: usize,
-    /// Longest markdown or raw cell kept, in characters.
+    /// Longest markdown or raw cell kept, in characters; 0 leaves those cells out, since a
+    /// kernel only ever sees code cells.
     pub max_markdown_chars: usize,
     /// How many lines of an error's traceback are kept before `ename: evalue`.
     pub traceback_lines: usize,
@@ -89,7 +90,7 @@ impl Default for TextLimits {
         TextLimits {
             max_output_chars: 1500,
             max_code_chars: 6000,
-            max_markdown_chars: 1000,
+            max_markdown_chars: 0,
             traceback_lines: 2,
         }
     }
@@ -284,7 +285,7 @@ pub fn notebook_segments(nb: &Notebook, limits: &TextLimits) -> Segments {
                 seg.0
                     .extend(code_cell_segments(&cell.source, &cell.outputs, limits).0);
             }
-            CellKind::Markdown | CellKind::Raw => {
+            CellKind::Markdown | CellKind::Raw if limits.max_markdown_chars > 0 => {
                 seg.marker(if cell.kind == CellKind::Markdown {
                     Marker::Markdown
                 } else {
@@ -292,6 +293,7 @@ pub fn notebook_segments(nb: &Notebook, limits: &TextLimits) -> Segments {
                 });
                 push_limited(&mut seg, &cell.source, limits.max_markdown_chars);
             }
+            CellKind::Markdown | CellKind::Raw => {}
         }
     }
     seg
@@ -477,6 +479,36 @@ mod tests {
         let (mimes, plain) = parse_bundle_text("<image/png>\n<Figure size 432x288 with 1 Axes>");
         assert_eq!(mimes, vec!["image/png".to_string()]);
         assert_eq!(plain, "<Figure size 432x288 with 1 Axes>");
+    }
+
+    #[test]
+    fn markdown_cells_are_left_out_unless_a_limit_keeps_them() {
+        use crate::notebook::{Cell, CellKind, Notebook};
+        let cell = |kind, source: &str| Cell {
+            kind,
+            source: source.into(),
+            outputs: Vec::new(),
+        };
+        let nb = Notebook {
+            path: "t.ipynb".into(),
+            nbformat_minor: 5,
+            language: None,
+            cells: vec![
+                cell(CellKind::Markdown, "# Title"),
+                cell(CellKind::Code, "x = 1"),
+                cell(CellKind::Raw, "raw text"),
+            ],
+        };
+        let plain = notebook_segments(&nb, &TextLimits::default()).to_text();
+        assert_eq!(plain, "<|notebook|><|code|>x = 1<|end|>");
+        let kept = TextLimits {
+            max_markdown_chars: 3,
+            ..TextLimits::default()
+        };
+        assert_eq!(
+            notebook_segments(&nb, &kept).to_text(),
+            "<|notebook|><|markdown|># T<|truncated|><|code|>x = 1<|end|><|raw|>raw<|truncated|>"
+        );
     }
 
     #[test]
