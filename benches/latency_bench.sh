@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 model=${1:-models/default}
 py=${NOTEBOOK_PREDICTOR_TEST_PYTHON:-.venv/bin/python}
+export NOTEBOOK_PREDICTOR_TORCH_PYTHON="${NOTEBOOK_PREDICTOR_TORCH_PYTHON:-$(benches/bench-venv.sh)}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$py" tests/fixtures/make_babbler_model.py "$model" "$tmp/babbler" >/dev/null

@@ -4,11 +4,12 @@
 #
 #   benches/size_sweep.sh TRAIN_DIR VALID_DIR OUT_DIR [BUDGET] [HIDDEN_SIZES...]
 #
-# BUDGET defaults to 14m and HIDDEN_SIZES to "256 384 512 768" (embedding 256, one layer).
+# BUDGET defaults to 14m and HIDDEN_SIZES to "256 384 512 768" (embedding 256, one layer); the
+# warm-up is 50 steps, so that it takes the same small share of every run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ $# -lt 3 ]]; then
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 train_dir=$1 valid_dir=$2 out=$3 budget=${4:-14m}
@@ -23,7 +24,7 @@ run() {
     local h=$1
     "$bin" --threads 1 train "$train_dir" --valid "$valid_dir" --out "$out/h$h" \
         --hidden-size "$h" --embed-dim 256 --epochs 1000 --time-budget "$budget" \
-        --max-valid-tokens 200000 --quiet >"$out/h$h.log" 2>&1
+        --warmup-steps 50 --max-valid-tokens 200000 --quiet >"$out/h$h.log" 2>&1
 }
 
 for ((i = 0; i < ${#sizes[@]}; i += 2)); do
