@@ -356,6 +356,9 @@ fn run_predict(a: PredictArgs) -> Result<ExitCode> {
         }
         bar.finish_and_clear();
     }
+    for note in render::drop_incomplete_metadata(&mut doc) {
+        eprintln!("note: {}: {note}", a.notebook.display());
+    }
     render::write_json_atomic(&out, &doc)?;
     println!(
         "{}: {} code cells predicted ({} outputs, {} cells with none)",

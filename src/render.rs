@@ -146,6 +146,41 @@ pub fn new_notebook(cells: &[(String, CellPrediction)], model: &str) -> Value {
     })
 }
 
+/// nbformat requires `kernelspec.name`, `kernelspec.display_name` and `language_info.name` when
+/// those objects are present. A source notebook that lacks one (some do) would make its predicted
+/// copy invalid, so such an incomplete object is left out of the copy. Returns a note for each
+/// one left out.
+pub fn drop_incomplete_metadata(doc: &mut Value) -> Vec<String> {
+    const REQUIRED: [(&str, &[&str]); 2] = [
+        ("kernelspec", &["name", "display_name"]),
+        ("language_info", &["name"]),
+    ];
+    let mut notes = Vec::new();
+    let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return notes;
+    };
+    for (key, fields) in REQUIRED {
+        let Some(obj) = meta.get(key) else { continue };
+        let missing: Vec<&str> = fields
+            .iter()
+            .copied()
+            .filter(|f| !obj.get(*f).is_some_and(Value::is_string))
+            .collect();
+        if !obj.is_object() || !missing.is_empty() {
+            let why = if obj.is_object() {
+                format!("lacks {}", missing.join(" and "))
+            } else {
+                "is not an object".to_string()
+            };
+            notes.push(format!(
+                "metadata.{key} {why}; left out of the predicted copy"
+            ));
+            meta.remove(key);
+        }
+    }
+    notes
+}
+
 /// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
 pub fn write_json_atomic(path: &Path, value: &Value) -> Result<(), WriteError> {
     let io = |source| WriteError::Io {
@@ -163,4 +198,44 @@ pub fn write_json_atomic(path: &Path, value: &Value) -> Result<(), WriteError> {
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_kernelspec_and_language_info_are_left_out() {
+        let mut doc = json!({"metadata": {
+            "kernelspec": {"language": "python"},
+            "language_info": {"name": "python", "version": "3.11"},
+            "other": 1,
+        }});
+        let notes = drop_incomplete_metadata(&mut doc);
+        assert_eq!(
+            notes,
+            ["metadata.kernelspec lacks name and display_name; left out of the predicted copy"]
+        );
+        assert_eq!(
+            doc,
+            json!({"metadata": {"language_info": {"name": "python", "version": "3.11"}, "other": 1}})
+        );
+    }
+
+    #[test]
+    fn complete_metadata_is_kept_as_is() {
+        let mut doc = json!({"metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        }});
+        let before = doc.clone();
+        assert!(drop_incomplete_metadata(&mut doc).is_empty());
+        assert_eq!(doc, before);
+        let mut odd = json!({"metadata": {"language_info": "python"}});
+        assert_eq!(
+            drop_incomplete_metadata(&mut odd),
+            ["metadata.language_info is not an object; left out of the predicted copy"]
+        );
+        assert_eq!(odd, json!({"metadata": {}}));
+    }
 }

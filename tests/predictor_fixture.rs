@@ -216,6 +216,34 @@ fn predicted_and_generated_notebooks_are_valid_nbformat() {
         marked > 0,
         "no execute_result or display_data was predicted"
     );
+    // A source notebook whose kernelspec lacks the fields nbformat requires (some real ones do):
+    // the predicted copy leaves that kernelspec out, says so, and keeps the rest.
+    let first = common::fixture_files("valid")
+        .into_iter()
+        .next()
+        .expect("a fixture");
+    let mut odd = read_json(&first);
+    odd["metadata"] = serde_json::json!({"kernelspec": {"language": "python"}, "tags": ["kept"]});
+    let src = work.path().join("incomplete-kernelspec.ipynb");
+    std::fs::write(&src, odd.to_string()).expect("write");
+    let out = work.path().join("incomplete-kernelspec.predicted.ipynb");
+    let run = common::run_ok(&[
+        "predict",
+        common::path_str(&src),
+        "--cpu",
+        "--model",
+        common::path_str(model),
+        "--output",
+        common::path_str(&out),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("metadata.kernelspec lacks name and display_name"),
+        "{stderr}"
+    );
+    let nb = read_json(&out);
+    assert_eq!(nb["metadata"], serde_json::json!({"tags": ["kept"]}));
+    written.push(out);
     for seed in [1, 2] {
         let out = work.path().join(format!("generated-{seed}.ipynb"));
         common::run_ok(&[
