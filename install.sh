@@ -100,10 +100,10 @@ fi
 ln -sfn "$VENV" "$ROOT/.venv"
 
 # 4. The release binary.
-step "building the release binary"
+step "building the release binary (a few minutes the first time)"
 cd "$ROOT"
 if [ "$CUDA" = 1 ]; then export NOTEBOOK_PREDICTOR_CUDA=1; fi
-cargo build --release --quiet || fail "cargo build --release failed"
+cargo build --release || fail "cargo build --release failed"
 mkdir -p "$BIN_DIR"
 install -m 755 "$ROOT/target/release/notebook-predictor" "$BIN_DIR/notebook-predictor.tmp"
 mv "$BIN_DIR/notebook-predictor.tmp" "$BIN_DIR/notebook-predictor"

@@ -356,7 +356,7 @@ fn run_predict(a: PredictArgs) -> Result<ExitCode> {
         }
         bar.finish_and_clear();
     }
-    for note in render::drop_incomplete_metadata(&mut doc) {
+    for note in render::prepare_copy_metadata(&mut doc) {
         eprintln!("note: {}: {note}", a.notebook.display());
     }
     render::write_json_atomic(&out, &doc)?;

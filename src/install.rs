@@ -234,8 +234,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
-    let mut temp =
-        tempfile::NamedTempFile::new_in(dir).map_err(io_error("create a file in", dir))?;
+    let mut temp = crate::render::temp_file_in(dir).map_err(io_error("create a file in", dir))?;
     temp.write_all(bytes).map_err(io_error("write", path))?;
     temp.as_file().sync_all().map_err(io_error("write", path))?;
     temp.persist(path)
@@ -418,6 +417,19 @@ mod tests {
             assert_eq!(
                 std::fs::read(report.kernelspec_dir.join(name)).expect("logo"),
                 *bytes
+            );
+        }
+        // The kernelspec is readable like any file the user creates (not a private temp file),
+        // so a --sys-prefix or --prefix install serves every user.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+            let plain = dir.path().join("plain.txt");
+            std::fs::write(&plain, "x").expect("plain file");
+            assert_eq!(
+                mode(&report.kernelspec_dir.join("kernel.json")),
+                mode(&plain)
             );
         }
         let lab = report.labextension_dir.expect("labextension");

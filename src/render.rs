@@ -146,11 +146,13 @@ pub fn new_notebook(cells: &[(String, CellPrediction)], model: &str) -> Value {
     })
 }
 
-/// nbformat requires `kernelspec.name`, `kernelspec.display_name` and `language_info.name` when
-/// those objects are present. A source notebook that lacks one (some do) would make its predicted
-/// copy invalid, so such an incomplete object is left out of the copy. Returns a note for each
-/// one left out.
-pub fn drop_incomplete_metadata(doc: &mut Value) -> Vec<String> {
+/// Notebook metadata that cannot stay in a predicted copy is left out of it, with a note for
+/// each thing left out:
+/// - a `kernelspec` without `name` and `display_name`, or a `language_info` without `name`,
+///   which nbformat requires when those objects are present (some real notebooks lack them);
+/// - saved widget state (`widgets`), which holds the widgets' real outputs from the last run,
+///   not predictions.
+pub fn prepare_copy_metadata(doc: &mut Value) -> Vec<String> {
     const REQUIRED: [(&str, &[&str]); 2] = [
         ("kernelspec", &["name", "display_name"]),
         ("language_info", &["name"]),
@@ -178,7 +180,26 @@ pub fn drop_incomplete_metadata(doc: &mut Value) -> Vec<String> {
             meta.remove(key);
         }
     }
+    if meta.remove("widgets").is_some() {
+        notes.push(WIDGETS_NOTE.to_string());
+    }
     notes
+}
+
+const WIDGETS_NOTE: &str =
+    "metadata.widgets (saved widget state, with the real outputs) left out of the predicted copy";
+
+/// A temporary file in `dir` for an atomic write. Temporary files are private (0600) by
+/// default; this one is created like any new file (0666 less the umask), since it becomes the
+/// user's file once renamed.
+pub fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
 }
 
 /// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
@@ -193,7 +214,7 @@ pub fn write_json_atomic(path: &Path, value: &Value) -> Result<(), WriteError> {
     };
     let mut text = serde_json::to_string_pretty(value).map_err(|e| io(std::io::Error::other(e)))?;
     text.push('\n');
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    let mut tmp = temp_file_in(&dir).map_err(io)?;
     std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
@@ -205,21 +226,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn incomplete_kernelspec_and_language_info_are_left_out() {
+    fn incomplete_kernelspec_and_widget_state_are_left_out() {
         let mut doc = json!({"metadata": {
             "kernelspec": {"language": "python"},
             "language_info": {"name": "python", "version": "3.11"},
+            "widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}},
             "other": 1,
         }});
-        let notes = drop_incomplete_metadata(&mut doc);
+        let notes = prepare_copy_metadata(&mut doc);
         assert_eq!(
             notes,
-            ["metadata.kernelspec lacks name and display_name; left out of the predicted copy"]
+            [
+                "metadata.kernelspec lacks name and display_name; left out of the predicted copy",
+                WIDGETS_NOTE,
+            ]
         );
         assert_eq!(
             doc,
             json!({"metadata": {"language_info": {"name": "python", "version": "3.11"}, "other": 1}})
         );
+    }
+
+    /// The process umask, from /proc (Linux).
+    #[cfg(target_os = "linux")]
+    fn umask() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .expect("Umask line");
+        u32::from_str_radix(line.trim(), 8).expect("octal umask")
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn written_files_get_the_usual_mode_not_a_private_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.ipynb");
+        write_json_atomic(&path, &json!({"a": 1})).expect("write");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !umask(), "mode {mode:o}");
+        let back: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        assert_eq!(back, json!({"a": 1}));
     }
 
     #[test]
@@ -229,11 +279,11 @@ mod tests {
             "language_info": {"name": "python"},
         }});
         let before = doc.clone();
-        assert!(drop_incomplete_metadata(&mut doc).is_empty());
+        assert!(prepare_copy_metadata(&mut doc).is_empty());
         assert_eq!(doc, before);
         let mut odd = json!({"metadata": {"language_info": "python"}});
         assert_eq!(
-            drop_incomplete_metadata(&mut odd),
+            prepare_copy_metadata(&mut odd),
             ["metadata.language_info is not an object; left out of the predicted copy"]
         );
         assert_eq!(odd, json!({"metadata": {}}));

@@ -156,6 +156,8 @@ def test_complete_rest_of_cell(kc):
     code = "def greet(na"
     c = ku.complete(kc, code)
     assert c["matches"][0] == 'name):\n    return "Hello, " + name'
+    # The first line alone is offered next, for taking just the line being typed.
+    assert c["matches"][1] == "name):"
     assert (c["cursor_start"], c["cursor_end"]) == (len("def greet("), len(code))
 
 
