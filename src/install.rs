@@ -229,17 +229,13 @@ pub fn kernel_json(exe: &Path, model: Option<&Path>) -> Value {
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` atomically, creating its directory first.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
-    use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
-    let mut temp = crate::render::temp_file_in(dir).map_err(io_error("create a file in", dir))?;
-    temp.write_all(bytes).map_err(io_error("write", path))?;
-    temp.as_file().sync_all().map_err(io_error("write", path))?;
-    temp.persist(path)
-        .map_err(|err| io_error("write", path)(err.error))?;
-    Ok(())
+    crate::render::write_atomic(path, bytes).map_err(|e| match e {
+        crate::render::WriteError::Io { source, .. } => io_error("write", path)(source),
+    })
 }
 
 /// Fills a fresh directory next to `target` with `fill`, then swaps it into place, so a

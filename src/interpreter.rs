@@ -5,7 +5,7 @@ use crate::kernel::{
     Completeness, Completion, ExecuteStatus, Inspection, Interpreter, InterpreterInfo,
     InterruptFlag, Output, OutputSink,
 };
-use crate::predictor::{OutputKind, PredictedOutput, Predictor, Progress, Suggestion};
+use crate::predictor::{OutputKind, PredictedOutput, Predictor, Progress};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 
@@ -289,20 +289,7 @@ impl Interpreter for PredictorInterpreter {
         let prefix = char_prefix(code, cursor_pos);
         let word = word_before(prefix);
         let start = cursor_pos - word.chars().count();
-        let mut alts = p.alternatives(prefix, 5);
-        // When the best proposal runs over several lines, its first line alone comes next, so
-        // the user can take just the line being typed.
-        if let Some(best) = alts.first() {
-            if let Some((line, _)) = best.text.split_once('\n') {
-                if !line.trim().is_empty() {
-                    let first_line = Suggestion {
-                        text: line.to_string(),
-                        confidence: best.confidence,
-                    };
-                    alts.insert(1, first_line);
-                }
-            }
-        }
+        let alts = p.alternatives(prefix, 5);
         let mut matches: Vec<String> = Vec::new();
         let mut types = Vec::new();
         for s in alts {

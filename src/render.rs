@@ -189,21 +189,21 @@ pub fn prepare_copy_metadata(doc: &mut Value) -> Vec<String> {
 const WIDGETS_NOTE: &str =
     "metadata.widgets (saved widget state, with the real outputs) left out of the predicted copy";
 
-/// A temporary file in `dir` for an atomic write. Temporary files are private (0600) by
-/// default; this one is created like any new file (0666 less the umask), since it becomes the
-/// user's file once renamed.
-pub fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    let mut builder = tempfile::Builder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    builder.tempfile_in(dir)
-}
-
 /// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
 pub fn write_json_atomic(path: &Path, value: &Value) -> Result<(), WriteError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| WriteError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// half-written file never replaces a good one. The temporary file is created like any new file
+/// (0666 less the umask), not private (0600) as temporary files are by default, since it becomes
+/// the user's file once renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let io = |source| WriteError::Io {
         path: path.to_path_buf(),
         source,
@@ -212,10 +212,14 @@ pub fn write_json_atomic(path: &Path, value: &Value) -> Result<(), WriteError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| io(std::io::Error::other(e)))?;
-    text.push('\n');
-    let mut tmp = temp_file_in(&dir).map_err(io)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(&dir).map_err(io)?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())

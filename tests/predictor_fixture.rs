@@ -82,6 +82,8 @@ fn partly_typed_cell_is_completed() {
     assert_eq!(p.cells(), 0);
     let alts = p.alternatives("def greet(na", 3);
     assert_eq!(alts.first().map(|a| a.text.as_str()), Some(s.text.as_str()));
+    // The first line alone comes next.
+    assert_eq!(alts.get(1).map(|a| a.text.as_str()), Some("me):"));
 }
 
 #[test]
@@ -183,6 +185,19 @@ fn read_json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json")
 }
 
+/// `notebook-predictor predict SRC --output OUT` on the CPU with `model`.
+fn predict(model: &Path, src: &Path, out: &Path) -> std::process::Output {
+    common::run_ok(&[
+        "predict",
+        common::path_str(src),
+        "--cpu",
+        "--model",
+        common::path_str(model),
+        "--output",
+        common::path_str(out),
+    ])
+}
+
 #[test]
 fn predicted_and_generated_notebooks_are_valid_nbformat() {
     let model = common::fixture_model();
@@ -194,15 +209,7 @@ fn predicted_and_generated_notebooks_are_valid_nbformat() {
             .path()
             .join(src.file_name().expect("name"))
             .with_extension("predicted.ipynb");
-        common::run_ok(&[
-            "predict",
-            common::path_str(&src),
-            "--cpu",
-            "--model",
-            common::path_str(model),
-            "--output",
-            common::path_str(&out),
-        ]);
+        predict(model, &src, &out);
         let nb = read_json(&out);
         let before = read_json(&src);
         assert_eq!(
@@ -227,15 +234,7 @@ fn predicted_and_generated_notebooks_are_valid_nbformat() {
     let src = work.path().join("incomplete-kernelspec.ipynb");
     std::fs::write(&src, odd.to_string()).expect("write");
     let out = work.path().join("incomplete-kernelspec.predicted.ipynb");
-    let run = common::run_ok(&[
-        "predict",
-        common::path_str(&src),
-        "--cpu",
-        "--model",
-        common::path_str(model),
-        "--output",
-        common::path_str(&out),
-    ]);
+    let run = predict(model, &src, &out);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
         stderr.contains("metadata.kernelspec lacks name and display_name"),

@@ -394,9 +394,10 @@ impl Predictor {
             })
     }
 
-    /// Up to `n` proposals for the rest of the cell after `prefix`, best first: the first is the
-    /// greedy continuation to the end of the cell, the others start with the next most likely
-    /// tokens and run to the end of their line.
+    /// Proposals for the rest of the cell after `prefix`, best first: the greedy continuation to
+    /// the end of the cell; its first line alone when it runs over several lines, so the user
+    /// can take just the line being typed; then up to `n - 1` that start with the next most
+    /// likely tokens and run to the end of their line.
     ///
     /// The tokens of a half-typed word at the end of `prefix` are taken back and regenerated
     /// under the constraint that they spell the typed text ("token healing"), so `gree` can
@@ -452,10 +453,15 @@ impl Predictor {
             {
                 continue;
             }
-            out.push(Suggestion {
-                text,
-                confidence: mean(&probs),
-            });
+            let confidence = mean(&probs);
+            let first_line = match text.split_once('\n') {
+                Some((line, _)) if rank == 0 && !line.trim().is_empty() => Some(line.to_string()),
+                _ => None,
+            };
+            out.push(Suggestion { text, confidence });
+            if let Some(text) = first_line {
+                out.push(Suggestion { text, confidence });
+            }
         }
         out
     }
